@@ -1,0 +1,1 @@
+"""Use cases: commands, queries, projections and ports. Imports the domain only."""

@@ -1,0 +1,297 @@
+"""Commands on jobs and executions: decide in the aggregates, record in one transaction."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from domain.errors import (
+    ExecutionAlreadyRecorded,
+    ExecutionNotFound,
+    InvalidField,
+    JobDeleted,
+    JobNotFound,
+    NameTaken,
+    VersionConflict,
+)
+from domain.execution import Execution, Trigger
+from domain.job import Job, JobName
+from domain.job_definition import parse_job_changes, parse_new_job
+from domain.masking import mask_secrets
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a command recorded: the aggregate, its new version, and the log position reached."""
+
+    id: UUID
+    version: int
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fire:
+    """A request to record one execution of a job at one slot."""
+
+    job_id: UUID
+    scheduled_for: datetime
+    trigger: Trigger = Trigger.CRON
+
+
+def parse_id(value: object, not_found: Callable[[object], Exception]) -> UUID:
+    """An id from a client; one that is not a UUID names nothing, so it is not found."""
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise not_found(value) from None
+
+
+class Jobs(Application):
+    """The event-sourced core: every job change and every execution is an event in one log."""
+
+    name = "cronsource"  # named explicitly: a renamed class must not restart every projection
+
+    def __init__(self, env: Mapping[str, str] | None = None, node: str | None = None) -> None:
+        super().__init__(env)
+        self.node = node or socket.gethostname()
+        self._listeners: list[Callable[[int], None]] = []
+
+    # -- recording -----------------------------------------------------------------------
+
+    def on_recorded(self, listener: Callable[[int], None]) -> None:
+        """Call `listener(position)` after each write (projections wake at once)."""
+        self._listeners.append(listener)
+
+    def record(self, *aggregates: Any) -> int:
+        """Save in one transaction; return the log position of its last event."""
+        recordings = self.save(*aggregates)
+        position = max((r.notification.id for r in recordings), default=0)
+        for listener in self._listeners:
+            listener(position)
+        return position
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def create_job(
+        self, tenant: str, doc: object, by: str, application_names: Mapping[str, str] | None = None
+    ) -> Written:
+        """Create a job from a client's definition; its name must be free in its application.
+
+        `application_names` may give the application's `name` and `displayName` (both
+        default to its id).
+        """
+        definition, enabled, app_id = parse_new_job(doc)
+        application = {"id": app_id, "name": app_id, "displayName": app_id}
+        application.update(application_names or {})
+        job = Job(
+            tenant=tenant, application=application, definition=definition, enabled=enabled, by=by
+        )
+        claim = self._claim_name(tenant, app_id, definition["name"], job.id)
+        position = self._record_claiming(definition["name"], job, claim)
+        return Written(job.id, job.version, position)
+
+    def update_job(
+        self,
+        tenant: str,
+        job_id: object,
+        doc: object,
+        by: str,
+        expected_version: int | None = None,
+    ) -> Written:
+        """Change the given fields; with `expected_version`, refuse if the job moved on."""
+        job = self.get_job(tenant, job_id)
+        loaded = job.version
+        if expected_version is not None and expected_version != loaded:
+            raise VersionConflict(expected_version, loaded)
+        changes, enabled = parse_job_changes(doc, job.definition)
+        aggregates: list[Any] = [job]
+        new_name = changes.get("name")
+        if new_name is not None:
+            app_id = job.application["id"]
+            aggregates.append(self._claim_name(tenant, app_id, new_name, job.id))
+            old = self._get_name(tenant, app_id, job.name)
+            if old is not None and old.job_id == job.id:
+                old.release()
+                aggregates.append(old)
+        job.update(changes, by=by)
+        if enabled is True:
+            job.enable(by=by)
+        elif enabled is False:
+            job.disable(by=by)
+        if new_name is not None:
+            position = self._record_claiming(new_name, *aggregates)
+        else:
+            position = self._record_versioned(loaded, *aggregates)
+        return Written(job.id, job.version, position)
+
+    def enable_job(self, tenant: str, job_id: object, by: str) -> Written:
+        """Let the job fire again."""
+        job = self.get_job(tenant, job_id)
+        loaded = job.version
+        job.enable(by=by)
+        return Written(job.id, job.version, self._record_versioned(loaded, job))
+
+    def disable_job(
+        self, tenant: str, job_id: object, by: str, reason: str | None = None
+    ) -> Written:
+        """Stop the job firing (the reason says why, when the system does it)."""
+        job = self.get_job(tenant, job_id)
+        loaded = job.version
+        job.disable(by=by, reason=reason)
+        return Written(job.id, job.version, self._record_versioned(loaded, job))
+
+    def delete_job(self, tenant: str, job_id: object, by: str) -> Written:
+        """Delete the job and free its name."""
+        job = self.get_job(tenant, job_id)
+        loaded = job.version
+        job.delete(by=by)
+        claim = self._get_name(tenant, job.application["id"], job.name)
+        aggregates: list[Any] = [job]
+        if claim is not None and claim.job_id == job.id:
+            claim.release()
+            aggregates.append(claim)
+        return Written(job.id, job.version, self._record_versioned(loaded, *aggregates))
+
+    def get_job(self, tenant: str, job_id: object, *, include_deleted: bool = False) -> Job:
+        """The job's current state from the log; another tenant's job is not found."""
+        uuid = parse_id(job_id, JobNotFound)
+        try:
+            job = self.repository.get(uuid)
+        except AggregateNotFoundError:
+            raise JobNotFound(job_id) from None
+        if not isinstance(job, Job) or job.tenant != tenant:
+            raise JobNotFound(job_id)
+        if job.deleted and not include_deleted:
+            raise JobDeleted(job_id)
+        return job
+
+    def _get_name(self, tenant: str, app_id: str, name: str) -> JobName | None:
+        try:
+            return self.repository.get(JobName.create_id(tenant, app_id, name))
+        except AggregateNotFoundError:
+            return None
+
+    def _claim_name(self, tenant: str, app_id: str, name: str, job_id: UUID) -> JobName:
+        claim = self._get_name(tenant, app_id, name)
+        if claim is None:
+            return JobName(tenant=tenant, application_id=app_id, name=name, job_id=job_id)
+        if claim.held:
+            raise NameTaken(name)
+        claim.reclaim(job_id)
+        return claim
+
+    def _record_claiming(self, name: str, *aggregates: Any) -> int:
+        try:
+            return self.record(*aggregates)
+        except IntegrityError:  # another writer claimed the name (or moved the job) first
+            raise NameTaken(name) from None
+
+    def _record_versioned(self, loaded: int, job: Job, *others: Any) -> int:
+        """Record a job's new events; if another writer moved it since `loaded`, refuse."""
+        try:
+            return self.record(job, *others)
+        except IntegrityError:
+            current = self.repository.get(job.id)
+            raise VersionConflict(loaded, current.version) from None
+
+    # -- executions ----------------------------------------------------------------------
+
+    def snapshot_of(self, job: Job) -> dict[str, Any]:
+        """What an execution records of its job: the definition it ran, secrets masked."""
+        return {
+            "application": dict(job.application),
+            **mask_secrets(job.definition),
+            "enabled": job.enabled,
+            "version": job.version,
+        }
+
+    def trigger_job(
+        self,
+        tenant: str,
+        job_id: object,
+        by: str,
+        override: dict[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> Written:
+        """Record a manual execution (a fresh id: each trigger runs once more)."""
+        job = self.get_job(tenant, job_id)
+        if override is not None and not isinstance(override, dict):
+            raise InvalidField("body", "an override must be a JSON object")
+        execution = Execution.schedule(
+            job_id=job.id,
+            tenant=tenant,
+            job_version=job.version,
+            job_snapshot=self.snapshot_of(job),
+            scheduled_for=now or datetime.now(UTC),
+            trigger=Trigger.MANUAL,
+            node=self.node,
+            by=by,
+            override=override,
+            execution_id=uuid4(),
+        )
+        return Written(execution.id, execution.version, self.record(execution))
+
+    def record_fire(self, tenant: str, fire: Fire, by: str = "scheduler") -> Written:
+        """Record one scheduled fire; if another engine recorded it first, say so."""
+        job = self.get_job(tenant, fire.job_id)
+        execution = self._execution_for(job, fire, by)
+        try:
+            return Written(execution.id, execution.version, self.record(execution))
+        except IntegrityError:
+            raise ExecutionAlreadyRecorded(execution.id) from None
+
+    def record_fires(
+        self, jobs: Sequence[Job], fires: Sequence[Fire], by: str = "scheduler"
+    ) -> list[Execution]:
+        """Record many fires in one transaction (group commit); return those this call won.
+
+        A fire another engine already recorded makes the group fail, so the group is then
+        recorded one by one and the lost fires are left out.
+        """
+        by_id = {job.id: job for job in jobs}
+        executions = [self._execution_for(by_id[f.job_id], f, by) for f in fires]
+        try:
+            self.record(*executions)
+            return executions
+        except IntegrityError:
+            won = []
+            for fire in fires:
+                execution = self._execution_for(by_id[fire.job_id], fire, by)
+                try:
+                    self.record(execution)
+                except IntegrityError:
+                    continue
+                won.append(execution)
+            return won
+
+    def _execution_for(self, job: Job, fire: Fire, by: str) -> Execution:
+        return Execution.schedule(
+            job_id=job.id,
+            tenant=job.tenant,
+            job_version=job.version,
+            job_snapshot=self.snapshot_of(job),
+            scheduled_for=fire.scheduled_for,
+            trigger=fire.trigger,
+            node=self.node,
+            by=by,
+        )
+
+    def get_execution(self, tenant: str, execution_id: object) -> Execution:
+        """An execution's state from the log; another tenant's is not found."""
+        uuid = parse_id(execution_id, ExecutionNotFound)
+        try:
+            execution = self.repository.get(uuid)
+        except AggregateNotFoundError:
+            raise ExecutionNotFound(execution_id) from None
+        if not isinstance(execution, Execution) or execution.tenant != tenant:
+            raise ExecutionNotFound(execution_id)
+        return execution

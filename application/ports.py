@@ -1,0 +1,81 @@
+"""What the application needs from the outside world; adapters match these without importing them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+Row = dict[str, Any]
+
+
+class Clock(Protocol):
+    """The current instant (injected, so tests can move time)."""
+
+    def now(self) -> datetime: ...
+
+
+class ProjectionStore(Protocol):
+    """Rows of one projection plus its tracking position, written together in one commit."""
+
+    name: str
+
+    def position(self) -> int:
+        """The last log position this projection has applied (0: none)."""
+        ...
+
+    def load(self, keys: Iterable[str]) -> dict[str, Row]:
+        """The current rows for these keys (missing keys are absent)."""
+        ...
+
+    def commit(self, changes: Mapping[str, Row | None], expected: int, position: int) -> bool:
+        """Write rows (None deletes) and move the position from `expected` to `position`.
+
+        Returns False, writing nothing, when the stored position is no longer `expected`
+        (another process applied these events first): exactly once, never twice.
+        """
+        ...
+
+    def reset(self) -> None:
+        """Drop every row and the position, for a rebuild from the start of the log."""
+        ...
+
+    def dump(self) -> tuple[int, dict[str, Row]]:
+        """The position and every row by key, read in one snapshot (for verification)."""
+        ...
+
+
+class JobsView(ProjectionStore, Protocol):
+    """The `jobs` read model."""
+
+    def get_job(self, tenant: str, job_id: str) -> Row | None: ...
+
+    def list_jobs(
+        self,
+        tenant: str,
+        *,
+        enabled: bool | None = None,
+        task_type: str | None = None,
+        application_id: str | None = None,
+        q: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[Row], int]: ...
+
+
+class ExecutionsView(ProjectionStore, Protocol):
+    """The `executions` read model."""
+
+    def get_execution(self, tenant: str, execution_id: str) -> Row | None: ...
+
+    def list_executions(
+        self,
+        tenant: str,
+        *,
+        job_id: str | None = None,
+        status: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[Row], int]: ...

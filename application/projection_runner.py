@@ -1,0 +1,234 @@
+"""Follows the event log and applies each projection's events in batches, exactly once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from eventsourcing.persistence import ApplicationRecorder, Mapper
+
+from application.ports import ProjectionStore
+from application.projections import Projection
+
+log = logging.getLogger(__name__)
+
+
+class ProjectionRunner:
+    """One projection kept up to date from the log: one store transaction per batch of events.
+
+    A batch's rows and its last log position commit together, guarded by the position the
+    batch started from, so two processes following one log never apply an event twice.
+    """
+
+    def __init__(
+        self,
+        recorder: ApplicationRecorder,
+        mapper: Mapper[Any],
+        projection: Projection,
+        store: ProjectionStore,
+        *,
+        batch_size: int = 2000,
+    ) -> None:
+        self.recorder, self.mapper = recorder, mapper
+        self.projection, self.store = projection, store
+        self.batch_size = batch_size
+        self._position = store.position()
+        self._changed = threading.Condition()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.poll_interval = 0.5
+
+    @property
+    def name(self) -> str:
+        """The projection's name."""
+        return self.projection.name
+
+    @property
+    def position(self) -> int:
+        """The last log position applied (as this process last saw it)."""
+        return self._position
+
+    # -- applying ------------------------------------------------------------------------
+
+    def step(self, stop: int | None = None) -> bool:
+        """Apply the next batch of the log (up to `stop`); False when there was none."""
+        start = self._position
+        notifications = self.recorder.select_notifications(
+            start=start, limit=self.batch_size, stop=stop, inclusive_of_start=False
+        )
+        if not notifications:
+            return False
+        topics = self.projection.topics
+        events = [self.mapper.to_domain_event(n) for n in notifications if n.topic in topics]
+        changes: dict[str, Any] = {}
+        if events:
+            key = self.projection.key
+            keys = [key(e) for e in events]
+            rows: dict[str, Any] = self.store.load(set(keys))
+            for k, event in zip(keys, events, strict=True):
+                rows[k] = changes[k] = self.projection.apply(rows.get(k), event)
+        last = notifications[-1].id
+        if self.store.commit(changes, expected=start, position=last):
+            self._moved(last)
+        else:  # another process applied this batch first: carry on from where it got to
+            self._moved(self.store.position())
+        return True
+
+    def catch_up(self, stop: int | None = None) -> int:
+        """Apply every event up to the log's head (or `stop`), in this thread."""
+        if stop is None:
+            stop = self.recorder.max_notification_id() or 0
+        while self._position < stop and self.step(stop):
+            pass
+        return self._position
+
+    def rebuild(self) -> int:
+        """Drop the read model and apply the whole log again."""
+        self.store.reset()
+        self._moved(0, force=True)
+        return self.catch_up()
+
+    def _moved(self, position: int, *, force: bool = False) -> None:
+        with self._changed:
+            if force or position > self._position:
+                self._position = position
+            self._changed.notify_all()
+
+    # -- following -----------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New events were written: look now rather than at the next poll."""
+        self._wake.set()
+
+    def wait_for(self, position: int, timeout: float) -> bool:
+        """Block until this projection has applied `position` (read-your-writes)."""
+        if self._thread is None:  # nobody follows the log in this process: apply it here
+            self.catch_up(position)
+            return self._position >= position
+        self.wake()
+        with self._changed:
+            return self._changed.wait_for(lambda: self._position >= position, timeout)
+
+    def start(self, poll_interval: float = 0.5) -> None:
+        """Follow the log in a thread: at once when woken, else every `poll_interval`."""
+        self.poll_interval = poll_interval
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=self._follow, name=f"projection-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop following; a batch in progress finishes first."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _follow(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                while self.step() and not self._stopping.is_set():
+                    pass
+                failures = 0
+            except Exception:  # the follower must survive a store outage; it logs the stack
+                failures += 1
+                log.exception("projection %s failed to apply a batch", self.name)
+                self._stopping.wait(min(30.0, 0.1 * 2**failures))
+                continue
+            self._wake.wait(self.poll_interval)
+
+
+class ProjectionSet:
+    """All projections of a process: woken together, waited on together."""
+
+    def __init__(self, runners: Iterable[ProjectionRunner]) -> None:
+        self.runners = {r.name: r for r in runners}
+
+    def __getitem__(self, name: str) -> ProjectionRunner:
+        return self.runners[name]
+
+    def wake(self, _position: int | None = None) -> None:
+        """Events were written (by this process or, via the store's notice, another)."""
+        for runner in self.runners.values():
+            runner.wake()
+
+    def wait_for(self, position: int, timeout: float = 5.0) -> bool:
+        """Block until every projection has applied `position`; False on timeout."""
+        deadline = time.monotonic() + timeout
+        return all(
+            r.wait_for(position, max(0.0, deadline - time.monotonic()))
+            for r in self.runners.values()
+        )
+
+    def catch_up(self) -> None:
+        """Apply the whole log to every projection, in this thread."""
+        for runner in self.runners.values():
+            runner.catch_up()
+
+    def start(self, poll_interval: float = 0.5) -> None:
+        """Follow the log in one thread per projection."""
+        for runner in self.runners.values():
+            runner.start(poll_interval)
+
+    def stop(self) -> None:
+        """Stop following."""
+        for runner in self.runners.values():
+            runner.stop()
+
+    def lag(self, head: int) -> dict[str, dict[str, int]]:
+        """Each projection's position and how many log positions it is behind `head`."""
+        return {
+            name: {"position": r.position, "lag": max(0, head - r.position)}
+            for name, r in self.runners.items()
+        }
+
+
+class LogFollower:
+    """Wakes projections when another process writes: the store's notice, else a timer.
+
+    PostgreSQL tells subscribers at once (LISTEN/NOTIFY); SQLite cannot be subscribed to,
+    so there the runners' own poll interval is the bound on cross-process staleness.
+    """
+
+    def __init__(self, recorder: ApplicationRecorder, projections: ProjectionSet) -> None:
+        self.recorder, self.projections = recorder, projections
+        self._thread: threading.Thread | None = None
+        self._subscription: Any = None
+        self._stopping = threading.Event()
+
+    def start(self) -> bool:
+        """Start following; False when the store offers no subscription."""
+        try:
+            self._subscription = self.recorder.subscribe(gt=self.recorder.max_notification_id())
+        except NotImplementedError:
+            return False
+        self._thread = threading.Thread(target=self._follow, name="log-follower", daemon=True)
+        self._thread.start()
+        return True
+
+    def _follow(self) -> None:
+        try:
+            with self._subscription as subscription:
+                for notification in subscription:
+                    self.projections.wake(notification.id)
+                    if self._stopping.is_set():
+                        break
+        except Exception:  # a lost connection ends following; runners still poll
+            if not self._stopping.is_set():
+                log.exception("log subscription ended; projections fall back to polling")
+
+    def stop(self) -> None:
+        """Stop following."""
+        self._stopping.set()
+        if self._subscription is not None:
+            self._subscription.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

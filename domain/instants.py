@@ -1,0 +1,26 @@
+"""Instants as the API and the read models write them: UTC ISO 8601 with milliseconds and Z."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from domain.errors import InvalidField
+
+
+def iso_ms(instant: datetime | None) -> str | None:
+    """`2026-02-04T14:30:00.000Z`, or None."""
+    if instant is None:
+        return None
+    instant = instant.astimezone(UTC)
+    return instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{instant.microsecond // 1000:03d}Z"
+
+
+def parse_instant(text: str, field: str) -> datetime:
+    """An ISO 8601 instant with an offset (or Z); a naive one is refused, not guessed."""
+    try:
+        instant = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except (ValueError, AttributeError):
+        raise InvalidField(field, f"{text!r} is not an ISO 8601 instant") from None
+    if instant.tzinfo is None:
+        raise InvalidField(field, "needs a UTC offset or Z, e.g. 2026-02-04T14:30:00Z")
+    return instant.astimezone(UTC)

@@ -1,0 +1,1 @@
+"""Adapters: event store configuration, read-model stores, transcoding."""

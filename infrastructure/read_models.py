@@ -1,0 +1,260 @@
+"""The `jobs` and `executions` read models on SQLite or PostgreSQL (the same SQL for both)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from eventsourcing.persistence import Tracking, TrackingRecorder
+
+from infrastructure.sql import Database
+
+Row = dict[str, Any]
+TRACKING_TABLE = "cronsource_projections"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A column copied out of the row document, so queries can filter and sort on it."""
+
+    name: str
+    sql_type: str
+    value: Callable[[Row], Any]
+
+
+class SqlProjectionStore(TrackingRecorder):
+    """Rows of one projection (a JSON document plus indexed columns) and its position."""
+
+    table: str
+    columns: tuple[Column, ...]
+    indexes: tuple[str, ...] = ()
+
+    def __init__(self, db: Database, name: str, application_name: str = "cronsource") -> None:
+        self.db, self.name, self.application_name = db, name, application_name
+        names = ", ".join(["id", *(c.name for c in self.columns), "doc"])
+        marks = ", ".join("?" * (len(self.columns) + 2))
+        updates = ", ".join(f"{c}=excluded.{c}" for c in [*(c.name for c in self.columns), "doc"])
+        self._upsert = (
+            f"INSERT INTO {self.table} ({names}) VALUES ({marks}) "
+            f"ON CONFLICT (id) DO UPDATE SET {updates}"
+        )
+        self.create_tables()
+
+    def create_tables(self) -> None:
+        """Create the table, its indexes and its tracking row if missing."""
+        columns = ", ".join(f"{c.name} {c.sql_type}" for c in self.columns)
+        with self.db.write() as c:
+            c.execute(
+                f"CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} (projection TEXT PRIMARY KEY, "
+                "application_name TEXT NOT NULL, position BIGINT NOT NULL)"
+            )
+            c.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} "
+                f"(id TEXT PRIMARY KEY, {columns}, doc TEXT NOT NULL)"
+            )
+            for i, index in enumerate(self.indexes):
+                c.execute(
+                    f"CREATE INDEX IF NOT EXISTS {self.table}_i{i} ON {self.table} ({index})"
+                )
+            c.execute(
+                f"INSERT INTO {TRACKING_TABLE} (projection, application_name, position) "
+                "VALUES (?, ?, 0) ON CONFLICT (projection) DO NOTHING",
+                (self.name, self.application_name),
+            )
+
+    # -- ProjectionStore -----------------------------------------------------------------
+
+    def position(self) -> int:
+        with self.db.read() as c:
+            c.execute(f"SELECT position FROM {TRACKING_TABLE} WHERE projection=?", (self.name,))
+            row = c.fetchone()
+        return int(row[0]) if row else 0
+
+    def load(self, keys: Iterable[str]) -> dict[str, Row]:
+        keys = list(keys)
+        rows: dict[str, Row] = {}
+        with self.db.read() as c:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                marks = ", ".join("?" * len(chunk))
+                c.execute(f"SELECT id, doc FROM {self.table} WHERE id IN ({marks})", chunk)
+                rows.update((key, orjson.loads(doc)) for key, doc in c.fetchall())
+        return rows
+
+    def commit(self, changes: Mapping[str, Row | None], expected: int, position: int) -> bool:
+        upserts = [self._values(k, r) for k, r in changes.items() if r is not None]
+        deletes = [(k,) for k, r in changes.items() if r is None]
+        try:
+            with self.db.write() as c:
+                c.execute(
+                    f"UPDATE {TRACKING_TABLE} SET position=? WHERE projection=? AND position=?",
+                    (position, self.name, expected),
+                )
+                if c.rowcount != 1:  # another process got here first: apply nothing
+                    raise _Lost
+                if upserts:
+                    c.executemany(self._upsert, upserts)
+                if deletes:
+                    c.executemany(f"DELETE FROM {self.table} WHERE id=?", deletes)
+        except _Lost:
+            return False
+        return True
+
+    def reset(self) -> None:
+        with self.db.write() as c:
+            c.execute(f"DELETE FROM {self.table}")
+            c.execute(f"UPDATE {TRACKING_TABLE} SET position=0 WHERE projection=?", (self.name,))
+
+    def dump(self) -> tuple[int, dict[str, Row]]:
+        with self.db.read() as c:
+            c.execute(f"SELECT position FROM {TRACKING_TABLE} WHERE projection=?", (self.name,))
+            row = c.fetchone()
+            c.execute(f"SELECT id, doc FROM {self.table}")
+            rows = {key: orjson.loads(doc) for key, doc in c.fetchall()}
+        return (int(row[0]) if row else 0), rows
+
+    def _values(self, key: str, row: Row) -> tuple[Any, ...]:
+        return (key, *(c.value(row) for c in self.columns), orjson.dumps(row).decode())
+
+    # -- TrackingRecorder (the library's interface to the same position) -----------------
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        with self.db.write() as c:
+            c.execute(
+                f"UPDATE {TRACKING_TABLE} SET position=? WHERE projection=? AND position<?",
+                (tracking.notification_id, self.name, tracking.notification_id),
+            )
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        if application_name != self.application_name:
+            return None
+        return self.position() or None
+
+    # -- queries -------------------------------------------------------------------------
+
+    def _page(
+        self, where: list[str], params: list[Any], order: str, offset: int, limit: int
+    ) -> tuple[list[Row], int]:
+        clause = " AND ".join(where)
+        with self.db.read() as c:
+            c.execute(f"SELECT COUNT(*) FROM {self.table} WHERE {clause}", params)
+            total = int(c.fetchone()[0])
+            c.execute(
+                f"SELECT doc FROM {self.table} WHERE {clause} ORDER BY {order} LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
+            rows = [orjson.loads(doc) for (doc,) in c.fetchall()]
+        return rows, total
+
+    def _one(self, tenant: str, key: str) -> Row | None:
+        with self.db.read() as c:
+            c.execute(f"SELECT doc FROM {self.table} WHERE id=? AND tenant=?", (key, tenant))
+            row = c.fetchone()
+        return orjson.loads(row[0]) if row else None
+
+
+class _Lost(Exception):
+    """The tracking position moved under a batch: roll the batch back."""
+
+
+def _like(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class SqlJobsView(SqlProjectionStore):
+    """The `jobs` read model."""
+
+    table = "cronsource_jobs"
+    columns = (
+        Column("tenant", "TEXT NOT NULL", lambda r: r["tenant"]),
+        Column("application_id", "TEXT NOT NULL", lambda r: r["application"]["id"]),
+        Column("name", "TEXT NOT NULL", lambda r: r["name"]),
+        Column("description", "TEXT", lambda r: r.get("description")),
+        Column("enabled", "INTEGER NOT NULL", lambda r: 1 if r["enabled"] else 0),
+        Column("task_type", "TEXT NOT NULL", lambda r: r["taskType"]),
+        Column("created_at", "TEXT NOT NULL", lambda r: r["createdAt"]),
+    )
+    indexes = ("tenant, created_at, id", "tenant, application_id, name")
+
+    def __init__(self, db: Database, name: str = "jobs") -> None:
+        super().__init__(db, name)
+
+    def get_job(self, tenant: str, job_id: str) -> Row | None:
+        return self._one(tenant, job_id)
+
+    def list_jobs(
+        self,
+        tenant: str,
+        *,
+        enabled: bool | None = None,
+        task_type: str | None = None,
+        application_id: str | None = None,
+        q: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[Row], int]:
+        where, params = ["tenant=?"], [tenant]
+        if enabled is not None:
+            where.append("enabled=?")
+            params.append(1 if enabled else 0)
+        if task_type is not None:
+            where.append("task_type=?")
+            params.append(task_type)
+        if application_id is not None:
+            where.append("application_id=?")
+            params.append(application_id)
+        if q:
+            where.append(
+                "(LOWER(name) LIKE ? ESCAPE '\\' OR LOWER(COALESCE(description, '')) LIKE ? ESCAPE '\\')"
+            )
+            params += [_like(q), _like(q)]
+        return self._page(where, params, "created_at, id", offset, limit)
+
+
+class SqlExecutionsView(SqlProjectionStore):
+    """The `executions` read model."""
+
+    table = "cronsource_executions"
+    columns = (
+        Column("tenant", "TEXT NOT NULL", lambda r: r["tenant"]),
+        Column("job_id", "TEXT NOT NULL", lambda r: r["jobId"]),
+        Column("status", "TEXT NOT NULL", lambda r: r["status"]),
+        Column("scheduled_for", "TEXT NOT NULL", lambda r: r["scheduledFor"]),
+    )
+    indexes = (
+        "tenant, job_id, scheduled_for",
+        "tenant, scheduled_for",
+        "tenant, status, scheduled_for",
+    )
+
+    def __init__(self, db: Database, name: str = "executions") -> None:
+        super().__init__(db, name)
+
+    def get_execution(self, tenant: str, execution_id: str) -> Row | None:
+        return self._one(tenant, execution_id)
+
+    def list_executions(
+        self,
+        tenant: str,
+        *,
+        job_id: str | None = None,
+        status: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[Row], int]:
+        where, params = ["tenant=?"], [tenant]
+        for column, op, value in (
+            ("job_id", "=", job_id),
+            ("status", "=", status),
+            ("scheduled_for", ">=", since),
+            ("scheduled_for", "<", until),
+        ):
+            if value is not None:
+                where.append(f"{column}{op}?")
+                params.append(value)
+        return self._page(where, params, "scheduled_for DESC, id DESC", offset, limit)

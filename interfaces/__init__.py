@@ -1,0 +1,1 @@
+"""The CLI and the composition root. Imports everything; nothing imports it."""

@@ -1,0 +1,215 @@
+"""The `cronsource` command: each subcommand has --help, clear errors and exit codes.
+
+Exit codes: 0 success; 1 `replay --verify` found differences; 2 bad usage or input;
+3 the store could not be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from application.audit import job_history
+from application.projection_runner import ProjectionRunner
+from application.verify import verify_projection
+from domain.errors import DomainError
+from domain.instants import iso_ms, parse_instant
+from domain.schedule import Schedule
+from infrastructure.sql import PostgresDatabase, SQLiteDatabase
+from infrastructure.store import StoreConfigError
+from interfaces.composition import Core, Settings
+
+OK, DIFFERENT, USAGE, STORE = 0, 1, 2, 3
+MAX_PREVIEW = 1000
+
+
+def _print_json(value: object) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def cmd_cron(args: argparse.Namespace) -> int:
+    """Print the next fire instants of a pattern."""
+    if not 1 <= args.next <= MAX_PREVIEW:
+        raise DomainError(f"--next: must be between 1 and {MAX_PREVIEW}")
+    schedule = Schedule(args.pattern, args.tz)
+    after = parse_instant(args.after, "--after") if args.after else datetime.now(UTC)
+    for instant in schedule.next_n(after, args.next):
+        local = instant.astimezone(schedule.zone) if args.tz != "UTC" else None
+        line = iso_ms(instant) or ""
+        if local is not None:
+            line += f"  ({local.isoformat()} {args.tz})"
+        sys.stdout.write(line + "\n")
+    return OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """Print a job's events, oldest first."""
+    core = Core(Settings.from_env(data_dir=args.data_dir))
+    try:
+        entries = job_history(core.jobs, args.tenant, args.job_id)
+    finally:
+        core.close()
+    if args.json:
+        _print_json(entries)
+        return OK
+    for e in entries:
+        sys.stdout.write(f"v{e['version']:<4} {e['time']}  {e['type']:<36} by {e['by']}\n")
+        if e["data"]:
+            sys.stdout.write("      " + orjson.dumps(e["data"]).decode() + "\n")
+    return OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Rebuild the read models from the log, or (--verify) check them against it."""
+    core = Core(Settings.from_env(data_dir=args.data_dir))
+    try:
+        runners: list[ProjectionRunner] = list(core.projections.runners.values())
+        if not args.verify:
+            for runner in runners:
+                position = runner.rebuild()
+                sys.stdout.write(f"{runner.name}: rebuilt to position {position}\n")
+            return OK
+        core.projections.catch_up()
+        with tempfile.TemporaryDirectory(prefix="cronsource-verify-") as scratch_dir:
+            scratch_db = _scratch_database(core, Path(scratch_dir))
+            try:
+                scratch = dict(
+                    zip(("jobs", "executions"), core.scratch_views(scratch_db), strict=True)
+                )
+                failed = False
+                for runner in runners:
+                    position, differences = verify_projection(
+                        core.jobs.recorder, core.jobs.mapper, runner.projection,
+                        runner.store, scratch[runner.name],
+                    )  # fmt: skip
+                    for difference in differences[: args.max_differences]:
+                        sys.stdout.write(f"DIFFERENT {difference}\n")
+                    if len(differences) > args.max_differences:
+                        sys.stdout.write(f"… and {len(differences) - args.max_differences} more\n")
+                    state = "OK" if not differences else f"{len(differences)} difference(s)"
+                    sys.stdout.write(f"{runner.name}: {state} at position {position}\n")
+                    failed = failed or bool(differences)
+            finally:
+                _drop_scratch(scratch_db)
+        return DIFFERENT if failed else OK
+    finally:
+        core.close()
+
+
+def _scratch_database(core: Core, folder: Path) -> SQLiteDatabase | PostgresDatabase:
+    store = core.settings.store
+    if store.kind == "sqlite":
+        return SQLiteDatabase(folder / "scratch-views.db")
+    assert store.conninfo is not None
+    return PostgresDatabase(store.conninfo, schema=f"cronsource_verify_{folder.name[-8:].lower()}")
+
+
+def _drop_scratch(db: SQLiteDatabase | PostgresDatabase) -> None:
+    if isinstance(db, PostgresDatabase) and db.schema:
+        with db.write() as c:
+            c.execute(f'DROP SCHEMA IF EXISTS "{db.schema}" CASCADE')
+    db.close()
+
+
+def cmd_jobs_add(args: argparse.Namespace) -> int:
+    """Create a job from a JSON definition (the API's format)."""
+    text = Path(args.file).read_text() if args.file != "-" else sys.stdin.read()
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        raise DomainError(f"body: not valid JSON ({e})") from None
+    core = Core(Settings.from_env(data_dir=args.data_dir))
+    try:
+        written = core.jobs.create_job(args.tenant, doc, by=args.by)
+        core.projections.wait_for(written.position)
+        _print_json(core.queries.get_job(args.tenant, str(written.id)))
+    finally:
+        core.close()
+    return OK
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    """List the tenant's jobs."""
+    core = Core(Settings.from_env(data_dir=args.data_dir))
+    try:
+        core.projections.catch_up()
+        page = core.queries.list_jobs(args.tenant, offset=0, limit=500)
+    finally:
+        core.close()
+    for job in page.items:
+        state = "enabled " if job["enabled"] else "disabled"
+        sys.stdout.write(f"{job['id']}  {state}  {job['pattern']:<20} {job['name']}\n")
+    sys.stdout.write(f"{page.total} job(s)\n")
+    return OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="cronsource", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir", type=Path, default=None,
+        help="where the SQLite store lives (CRONSOURCE_DATA_DIR; default ./cronsource-data)",
+    )  # fmt: skip
+    common.add_argument("--tenant", default="default", help="the tenant (default: default)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cron = sub.add_parser("cron", help="preview a cron pattern's next fire instants")
+    cron.add_argument("pattern", help="5 fields, or 6 with seconds first, or a macro (@daily)")
+    cron.add_argument("--tz", default="UTC", help="IANA time zone (default UTC)")
+    cron.add_argument("--next", type=int, default=5, help="how many instants (default 5)")
+    cron.add_argument("--after", help="start after this ISO 8601 instant (default: now)")
+    cron.set_defaults(run=cmd_cron)
+
+    history = sub.add_parser("history", parents=[common], help="a job's events, oldest first")
+    history.add_argument("job_id")
+    history.add_argument("--json", action="store_true", help="print JSON")
+    history.set_defaults(run=cmd_history)
+
+    replay = sub.add_parser(
+        "replay", parents=[common], help="rebuild the read models from the log"
+    )
+    replay.add_argument(
+        "--verify", action="store_true",
+        help="rebuild in a scratch store and compare with the live read models; change nothing",
+    )  # fmt: skip
+    replay.add_argument("--max-differences", type=int, default=20, help=argparse.SUPPRESS)
+    replay.set_defaults(run=cmd_replay)
+
+    jobs = sub.add_parser("jobs", help="create and list jobs from the command line")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    add = jobs_sub.add_parser(
+        "add", parents=[common], help="create a job from a JSON file (- = stdin)"
+    )
+    add.add_argument("file")
+    add.add_argument("--by", default="cli", help="who creates it (default: cli)")
+    add.set_defaults(run=cmd_jobs_add)
+    listing = jobs_sub.add_parser("list", parents=[common], help="list jobs")
+    listing.set_defaults(run=cmd_jobs_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; errors go to stderr with a non-zero exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except DomainError as e:
+        sys.stderr.write(f"cronsource: {e}\n")
+        return USAGE
+    except StoreConfigError as e:
+        sys.stderr.write(f"cronsource: {e}\n")
+        return STORE
+    except OSError as e:
+        sys.stderr.write(f"cronsource: the store could not be used: {e}\n")
+        return STORE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""The composition root: the only place that reads configuration and picks adapters."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from application.jobs import Jobs
+from application.projection_runner import LogFollower, ProjectionRunner, ProjectionSet
+from application.projections import ExecutionsProjection, JobsProjection
+from application.queries import Queries
+from infrastructure.read_models import SqlExecutionsView, SqlJobsView
+from infrastructure.sql import Database
+from infrastructure.store import StoreUrl, read_models
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration from the environment (every variable is in the README)."""
+
+    data_dir: Path = Path("cronsource-data")
+    database_url: str = ""
+    cipher_key: str | None = None
+    node: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    poll_seconds: float = 0.5
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read `CRONSOURCE_*` variables; explicit overrides (CLI flags) win."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        if env.get("CRONSOURCE_DATA_DIR"):
+            values["data_dir"] = Path(env["CRONSOURCE_DATA_DIR"])
+        if env.get("CRONSOURCE_DATABASE_URL"):
+            values["database_url"] = env["CRONSOURCE_DATABASE_URL"]
+        if env.get("CRONSOURCE_CIPHER_KEY"):
+            values["cipher_key"] = env["CRONSOURCE_CIPHER_KEY"]
+        if env.get("CRONSOURCE_NODE"):
+            values["node"] = env["CRONSOURCE_NODE"]
+        if env.get("CRONSOURCE_PROJECTION_POLL_SECONDS"):
+            values["poll_seconds"] = float(env["CRONSOURCE_PROJECTION_POLL_SECONDS"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def store(self) -> StoreUrl:
+        """The store: `CRONSOURCE_DATABASE_URL`, else a SQLite file in the data dir."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'cronsource.db').as_posix()}"
+        return StoreUrl.parse(url)
+
+
+class Core:
+    """The event-sourced core wired to its stores: commands, projections, queries."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        store = settings.store
+        self.views_db: Database = store.views_database()  # first: it creates a missing schema
+        self.jobs = Jobs(env=store.event_store_env(settings.cipher_key), node=settings.node)
+        self.jobs_view, self.executions_view = read_models(self.views_db)
+        recorder, mapper = self.jobs.recorder, self.jobs.mapper
+        self.projections = ProjectionSet(
+            [
+                ProjectionRunner(recorder, mapper, JobsProjection(), self.jobs_view),
+                ProjectionRunner(recorder, mapper, ExecutionsProjection(), self.executions_view),
+            ]
+        )
+        self.jobs.on_recorded(self.projections.wake)
+        self.queries = Queries(self.jobs_view, self.executions_view)
+        self._follower: LogFollower | None = None
+
+    def scratch_views(self, db: Database) -> tuple[SqlJobsView, SqlExecutionsView]:
+        """Read models in another database, for `replay --verify`."""
+        return read_models(db)
+
+    def start(self) -> None:
+        """Follow the log: projections in threads, woken by this process and the store."""
+        self.projections.start(self.settings.poll_seconds)
+        self._follower = LogFollower(self.jobs.recorder, self.projections)
+        self._follower.start()
+
+    def close(self) -> None:
+        """Stop following and close connections."""
+        if self._follower is not None:
+            self._follower.stop()
+        self.projections.stop()
+        self.views_db.close()
+        self.jobs.close()

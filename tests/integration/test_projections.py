@@ -1,0 +1,164 @@
+"""Read models: exactly once, rebuildable, read-your-writes, crash-safe, on each store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from application.jobs import Fire
+from application.projection_runner import ProjectionRunner
+from application.projections import JobsProjection
+from application.verify import verify_projection
+from interfaces.composition import Core
+from tests.integration.test_job_lifecycle import nightly
+
+SLOT = datetime(2026, 2, 4, 2, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def populate(core: Core, jobs: int = 5, fires: int = 4) -> None:
+    for i in range(jobs):
+        job_id = core.jobs.create_job("acme", nightly(f"job-{i}"), by="ana").id
+        core.jobs.update_job("acme", job_id, {"description": f"v2 of {i}"}, by="bo")
+        if i % 2:
+            core.jobs.disable_job("acme", job_id, by="bo")
+        job = core.jobs.get_job("acme", job_id)
+        core.jobs.record_fires(
+            [job], [Fire(job_id, SLOT + timedelta(minutes=m)) for m in range(fires)]
+        )
+    doomed = core.jobs.create_job("acme", nightly("doomed"), by="ana").id
+    core.jobs.delete_job("acme", doomed, by="ana")
+
+
+def test_a_rebuilt_projection_equals_the_live_one(core: Core) -> None:
+    populate(core)
+    core.projections.catch_up()
+    before = {name: r.store.dump() for name, r in core.projections.runners.items()}
+
+    for runner in core.projections.runners.values():
+        runner.rebuild()
+
+    after = {name: r.store.dump() for name, r in core.projections.runners.items()}
+    assert after == before
+    assert len(after["jobs"][1]) == 5
+    assert len(after["executions"][1]) == 20
+
+
+def test_a_batch_lost_to_another_process_is_not_applied_twice(core: Core, make_core) -> None:  # type: ignore[no-untyped-def]
+    populate(core, jobs=2, fires=0)
+    other = make_core()
+    slow = ProjectionRunner(core.jobs.recorder, core.jobs.mapper, JobsProjection(), core.jobs_view)
+    assert slow.position == 0
+
+    other.projections["jobs"].catch_up()  # the other process applies everything first
+    applied = slow.step()
+
+    assert applied is True
+    assert slow.position == other.projections["jobs"].position
+    _, rows = core.jobs_view.dump()
+    assert {r["version"] for r in rows.values()} == {2, 3}
+
+
+def test_read_your_writes_when_projections_follow_in_threads(core: Core) -> None:
+    core.start()
+
+    written = core.jobs.create_job("acme", nightly(), by="ana")
+    visible = core.projections.wait_for(written.position, timeout=10)
+
+    assert visible
+    assert core.queries.get_job("acme", str(written.id))["name"] == "nightly-sync"
+
+
+def test_a_change_written_by_another_process_reaches_this_read_model(
+    core: Core, make_core
+) -> None:  # type: ignore[no-untyped-def]
+    core.start()
+    writer = make_core()
+
+    written = writer.jobs.create_job("acme", nightly(), by="ana")
+
+    assert core.projections["jobs"].wait_for(written.position, timeout=10)
+    assert core.queries.get_job("acme", str(written.id))["createdBy"] == "ana"
+
+
+def test_lag_is_reported_per_projection(core: Core) -> None:
+    populate(core, jobs=1, fires=1)
+    head = core.jobs.recorder.max_notification_id()
+
+    lag = core.projections.lag(head)
+
+    assert lag["jobs"] == {"position": 0, "lag": head}
+    core.projections.catch_up()
+    assert core.projections.lag(head)["executions"]["lag"] == 0
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from interfaces.composition import Core, Settings
+    core = Core(Settings(data_dir=Path(sys.argv[2]), database_url=sys.argv[1],
+                         poll_seconds=0.01))
+    core.start()
+    print("ready", flush=True)
+    i = 0
+    while True:
+        doc = {"name": f"job-{i}", "pattern": "* * * * *",
+               "taskConfig": {"url": "https://example.com/hook"}}
+        job = core.jobs.create_job("acme", doc, by="writer")
+        core.jobs.update_job("acme", job.id, {"description": "x" * (i % 7)}, by="writer")
+        core.jobs.trigger_job("acme", job.id, by="writer")
+        i += 1
+    """
+)
+
+
+def test_a_process_killed_mid_stream_leaves_read_models_right_after_restart(
+    database_url: str, tmp_path: Path, make_core
+) -> None:  # type: ignore[no-untyped-def]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, database_url, str(tmp_path)],
+        stdout=subprocess.PIPE, env=env, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        core = make_core()
+        deadline = time.monotonic() + 60
+        while (core.jobs.recorder.max_notification_id() or 0) < 300:  # let it write a while
+            assert time.monotonic() < deadline, "the writer wrote too little"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    restarted = make_core()
+    restarted.projections.catch_up()
+
+    head = restarted.jobs.recorder.max_notification_id()
+    for name, runner in restarted.projections.runners.items():  # equal to a full rebuild
+        assert runner.position == head
+        _, differences = verify_projection(
+            restarted.jobs.recorder, restarted.jobs.mapper, runner.projection, runner.store,
+            _scratch_store(restarted, tmp_path, name),
+        )  # fmt: skip
+        assert differences == []
+    jobs_in_log = sum(1 for n in _all_notifications(restarted) if n.topic.endswith("Job.Created"))
+    assert restarted.queries.list_jobs("acme", limit=1).total == jobs_in_log
+
+
+def _all_notifications(core: Core) -> list:  # type: ignore[type-arg]
+    return list(core.jobs.recorder.select_notifications(start=1, limit=1_000_000))
+
+
+def _scratch_store(core: Core, tmp_path: Path, name: str):  # type: ignore[no-untyped-def]
+    from infrastructure.sql import SQLiteDatabase
+
+    jobs, executions = core.scratch_views(SQLiteDatabase(tmp_path / f"scratch-{name}.db"))
+    return {"jobs": jobs, "executions": executions}[name]
