@@ -86,10 +86,14 @@ class ProjectionRunner:
             pass
         return self._position
 
-    def rebuild(self) -> int:
-        """Drop the read model and apply the whole log again."""
+    def reset(self) -> None:
+        """Drop the read model: it starts again from the beginning of the log."""
         self.store.reset()
         self._moved(0, force=True)
+
+    def rebuild(self) -> int:
+        """Drop the read model and apply the whole log again."""
+        self.reset()
         return self.catch_up()
 
     def _moved(self, position: int, *, force: bool = False) -> None:

@@ -11,8 +11,9 @@ def iso_ms(instant: datetime | None) -> str | None:
     """`2026-02-04T14:30:00.000Z`, or None."""
     if instant is None:
         return None
-    instant = instant.astimezone(UTC)
-    return instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{instant.microsecond // 1000:03d}Z"
+    if instant.tzinfo is not UTC:
+        instant = instant.astimezone(UTC)
+    return instant.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def parse_instant(text: str, field: str) -> datetime:

@@ -3,6 +3,7 @@ snapshot, log line or webhook."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 MASK = "***"
@@ -13,6 +14,7 @@ _SECRET_PARTS = ("token", "secret", "password", "passwd", "key")
 _AUTH_METHOD = "authMethod"
 
 
+@lru_cache(maxsize=4096)  # field names repeat: every execution masks the same few
 def is_secret_key(name: str) -> bool:
     """Whether a field, header or query parameter of this name holds a secret (any case)."""
     lowered = name.lower()

@@ -13,6 +13,11 @@ from infrastructure.sql import Database
 
 Row = dict[str, Any]
 TRACKING_TABLE = "cronsource_projections"
+CHUNK = 400  # rows per statement: well under SQLite's 32,766 bound variables
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +38,10 @@ class SqlProjectionStore(TrackingRecorder):
 
     def __init__(self, db: Database, name: str, application_name: str = "cronsource") -> None:
         self.db, self.name, self.application_name = db, name, application_name
-        names = ", ".join(["id", *(c.name for c in self.columns), "doc"])
-        marks = ", ".join("?" * (len(self.columns) + 2))
+        self._names = ", ".join(["id", *(c.name for c in self.columns), "doc"])
+        self._marks = "(" + ", ".join("?" * (len(self.columns) + 2)) + ")"
         updates = ", ".join(f"{c}=excluded.{c}" for c in [*(c.name for c in self.columns), "doc"])
-        self._upsert = (
-            f"INSERT INTO {self.table} ({names}) VALUES ({marks}) "
-            f"ON CONFLICT (id) DO UPDATE SET {updates}"
-        )
+        self._on_conflict = f"ON CONFLICT (id) DO UPDATE SET {updates}"
         self.create_tables()
 
     def create_tables(self) -> None:
@@ -73,11 +75,9 @@ class SqlProjectionStore(TrackingRecorder):
         return int(row[0]) if row else 0
 
     def load(self, keys: Iterable[str]) -> dict[str, Row]:
-        keys = list(keys)
         rows: dict[str, Row] = {}
         with self.db.read() as c:
-            for i in range(0, len(keys), 500):
-                chunk = keys[i : i + 500]
+            for chunk in _chunks(list(keys), CHUNK):
                 marks = ", ".join("?" * len(chunk))
                 c.execute(f"SELECT id, doc FROM {self.table} WHERE id IN ({marks})", chunk)
                 rows.update((key, orjson.loads(doc)) for key, doc in c.fetchall())
@@ -85,7 +85,7 @@ class SqlProjectionStore(TrackingRecorder):
 
     def commit(self, changes: Mapping[str, Row | None], expected: int, position: int) -> bool:
         upserts = [self._values(k, r) for k, r in changes.items() if r is not None]
-        deletes = [(k,) for k, r in changes.items() if r is None]
+        deletes = [k for k, r in changes.items() if r is None]
         try:
             with self.db.write() as c:
                 c.execute(
@@ -94,10 +94,16 @@ class SqlProjectionStore(TrackingRecorder):
                 )
                 if c.rowcount != 1:  # another process got here first: apply nothing
                     raise _Lost
-                if upserts:
-                    c.executemany(self._upsert, upserts)
-                if deletes:
-                    c.executemany(f"DELETE FROM {self.table} WHERE id=?", deletes)
+                # many rows per statement: one round trip per chunk, not per row
+                for chunk in _chunks(upserts, CHUNK):
+                    c.execute(
+                        f"INSERT INTO {self.table} ({self._names}) VALUES "
+                        f"{', '.join([self._marks] * len(chunk))} {self._on_conflict}",
+                        [value for row in chunk for value in row],
+                    )
+                for chunk in _chunks(deletes, CHUNK):
+                    marks = ", ".join("?" * len(chunk))
+                    c.execute(f"DELETE FROM {self.table} WHERE id IN ({marks})", chunk)
         except _Lost:
             return False
         return True
@@ -224,11 +230,8 @@ class SqlExecutionsView(SqlProjectionStore):
         Column("status", "TEXT NOT NULL", lambda r: r["status"]),
         Column("scheduled_for", "TEXT NOT NULL", lambda r: r["scheduledFor"]),
     )
-    indexes = (
-        "tenant, job_id, scheduled_for",
-        "tenant, scheduled_for",
-        "tenant, status, scheduled_for",
-    )
+    # every index costs each write: these two serve a job's history and the recent list
+    indexes = ("tenant, job_id, scheduled_for", "tenant, scheduled_for")
 
     def __init__(self, db: Database, name: str = "executions") -> None:
         super().__init__(db, name)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from application.jobs import Fire
 from domain.errors import ExecutionAlreadyRecorded
 from domain.execution import ErrorCode, Trigger, scheduled_execution_id
-from interfaces.composition import Core, Settings
+from interfaces.composition import Core
 from tests.integration.test_job_lifecycle import nightly
 
 SLOT = datetime(2026, 2, 4, 2, 0, tzinfo=UTC)
@@ -67,43 +65,6 @@ def test_a_group_commit_keeps_the_fires_another_engine_did_not_take(core: Core, 
     won = core.jobs.record_fires([job], [Fire(job_id, s) for s in slots])
 
     assert [e.scheduled_for for e in won] == [slots[i] for i in (0, 1, 3, 4)]
-
-
-def _race_for_slot(database_url: str, data_dir: str, job_id: str, barrier, results) -> None:  # type: ignore[no-untyped-def]
-    core = Core(Settings(data_dir=Path(data_dir), database_url=database_url))
-    try:
-        barrier.wait(timeout=30)
-        try:
-            core.jobs.record_fire("acme", Fire(__import__("uuid").UUID(job_id), SLOT))
-            results.put("won")
-        except ExecutionAlreadyRecorded:
-            results.put("lost")
-    finally:
-        core.close()
-
-
-def test_two_processes_racing_for_one_slot_store_it_once(
-    core: Core, database_url: str, tmp_path: Path
-) -> None:
-    job_id = core.jobs.create_job("acme", nightly(), by="ana").id
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [
-        ctx.Process(
-            target=_race_for_slot,
-            args=(database_url, str(tmp_path), str(job_id), barrier, results),
-        )
-        for _ in range(2)
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=60)
-
-    outcomes = sorted(results.get(timeout=5) for _ in procs)
-    assert outcomes == ["lost", "won"]
-    core.projections.catch_up()
-    assert core.queries.list_executions("acme", job_id=str(job_id)).total == 1
 
 
 def test_an_execution_read_model_follows_attempts_to_the_end(core: Core) -> None:
