@@ -13,7 +13,7 @@ def iso_ms(instant: datetime | None) -> str | None:
         return None
     if instant.tzinfo is not UTC:
         instant = instant.astimezone(UTC)
-    return instant.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    return instant.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" → "Z"
 
 
 def parse_instant(text: str, field: str) -> datetime:

@@ -1,10 +1,10 @@
-"""Event state to bytes with orjson, tagging the types JSON lacks so they come back typed.
+"""Event state to bytes with orjson, noting the types JSON lacks so they come back typed.
 
-Only an event's own (top-level) fields are tagged: UUIDs, datetimes, decimals and tuples
-there come back as they went in. Nested values (definitions, results, errors, snapshots)
-must be plain JSON; they are stored and read back untouched, so a client's body that happens
-to contain `_type_` keys is never mistaken for a tag. A nested datetime is refused rather
-than silently turned into a string.
+Only an event's own (top-level) fields may hold UUIDs, datetimes, decimals or tuples: each
+is stored in its text (or list) form and named in a `_types_` map, so decoding touches just
+those fields. Nested values (definitions, results, errors, snapshots) must be plain JSON and
+come back untouched; a client's body is never mistaken for a tag. A nested datetime is
+refused rather than silently turned into a string.
 """
 
 from __future__ import annotations
@@ -17,26 +17,20 @@ from uuid import UUID
 import orjson
 from eventsourcing.persistence import Transcoder
 
-_TYPE, _DATA = "_type_", "_data_"
-_PLAIN = (str, int, float, bool, type(None), dict, list)
+_TYPES = "_types_"
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
-
-
-_TAGS: dict[type, tuple[str, Any]] = {
-    UUID: ("uuid_hex", lambda v: v.hex),
-    datetime: ("datetime_iso", datetime.isoformat),
-    Decimal: ("decimal_str", str),
+_ENCODE: dict[type, tuple[str, Any]] = {
+    UUID: ("uuid", str),
+    datetime: ("datetime", datetime.isoformat),
+    Decimal: ("decimal", str),
     tuple: ("tuple", list),
 }
-
-
-def _tag(value: Any) -> Any:
-    tag = _TAGS.get(type(value))
-    if tag is None:
-        if type(value) in _PLAIN or isinstance(value, str | int | float | dict | list):
-            return value  # plain JSON, or an enum (stored as its value)
-        raise TypeError(f"cannot store a {type(value).__qualname__} in an event: {value!r}")
-    return {_TYPE: tag[0], _DATA: tag[1](value)}
+_DECODE: dict[str, Any] = {
+    "uuid": UUID,
+    "datetime": datetime.fromisoformat,
+    "decimal": Decimal,
+    "tuple": tuple,
+}
 
 
 def _nested(value: Any) -> Any:
@@ -46,25 +40,29 @@ def _nested(value: Any) -> Any:
     )
 
 
-_UNTAG = {
-    "uuid_hex": UUID,
-    "datetime_iso": datetime.fromisoformat,
-    "decimal_str": Decimal,
-    "tuple": tuple,
-}
-
-
 class OrjsonTranscoder(Transcoder):
-    """orjson with explicit type tags (an untagged orjson would give UUIDs back as strings)."""
+    """orjson with the types of an event's own fields recorded beside them."""
 
     def encode(self, obj: dict[str, Any]) -> bytes:
         """Serialise event state."""
-        return orjson.dumps({k: _tag(v) for k, v in obj.items()}, default=_nested, option=_OPTIONS)
+        state: dict[str, Any] = {}
+        types: dict[str, str] = {}
+        for key, value in obj.items():
+            encoding = _ENCODE.get(type(value))
+            if encoding is None:
+                state[key] = value
+            else:
+                types[key] = encoding[0]
+                state[key] = encoding[1](value)
+        if types:
+            state[_TYPES] = types
+        return orjson.dumps(state, default=_nested, option=_OPTIONS)
 
     def decode(self, data: bytes) -> dict[str, Any]:
-        """Deserialise event state, restoring its tagged fields."""
+        """Deserialise event state, restoring the noted types."""
         state = orjson.loads(data)
-        for key, value in state.items():
-            if type(value) is dict and len(value) == 2 and _TYPE in value and _DATA in value:
-                state[key] = _UNTAG[value[_TYPE]](value[_DATA])
+        types = state.pop(_TYPES, None)
+        if types:
+            for key, kind in types.items():
+                state[key] = _DECODE[kind](state[key])
         return state

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -39,11 +40,11 @@ def cmd_cron(args: argparse.Namespace) -> int:
         raise DomainError(f"--next: must be between 1 and {MAX_PREVIEW}")
     schedule = Schedule(args.pattern, args.tz)
     after = parse_instant(args.after, "--after") if args.after else datetime.now(UTC)
+    zone = ZoneInfo(schedule.timezone)
     for instant in schedule.next_n(after, args.next):
-        local = instant.astimezone(schedule.zone) if args.tz != "UTC" else None
         line = iso_ms(instant) or ""
-        if local is not None:
-            line += f"  ({local.isoformat()} {args.tz})"
+        if schedule.timezone != "UTC":
+            line += f"  ({instant.astimezone(zone).isoformat()} {schedule.timezone})"
         sys.stdout.write(line + "\n")
     return OK
 
