@@ -10,6 +10,7 @@ from eventsourcing.utils import get_topic
 from domain.execution import Execution, Status
 from domain.instants import iso_ms
 from domain.job import Job
+from domain.ledger import SkippedSlots
 from domain.masking import mask_secrets
 
 Row = dict[str, Any]
@@ -157,6 +158,70 @@ class ExecutionsProjection(Projection):
         return row
 
 
+#: Triggers whose slot comes from the schedule in real time (backfills and manual runs do not
+#: move a job's ledger forward).
+LEDGER_TRIGGERS = frozenset({"cron", "catch-up"})
+
+
+class LedgerProjection(Projection):
+    """Per job, the last slot decided (run or skipped): where an engine resumes after downtime."""
+
+    name = "ledger"
+    event_classes = (
+        Execution.Scheduled,  # type: ignore[attr-defined]
+        SkippedSlots.Skipped,  # type: ignore[attr-defined]
+        SkippedSlots.Extended,  # type: ignore[attr-defined]
+        Job.Deleted,  # type: ignore[attr-defined]
+    )
+
+    def key(self, event: Any) -> str:
+        if isinstance(event, Job.Deleted):  # type: ignore[attr-defined]
+            return str(event.originator_id)
+        return str(event.job_id)
+
+    def apply(self, row: Row | None, event: Any) -> Row | None:
+        if isinstance(event, Job.Deleted):  # type: ignore[attr-defined]
+            return None
+        if isinstance(event, Execution.Scheduled):  # type: ignore[attr-defined]
+            if event.trigger not in LEDGER_TRIGGERS:
+                return row
+            slot, tenant = event.scheduled_for, event.tenant
+        elif isinstance(event, SkippedSlots.Skipped):  # type: ignore[attr-defined]
+            slot, tenant = event.last, event.tenant
+        else:
+            slot, tenant = event.last, row["tenant"] if row else ""
+        decided = iso_ms(slot)
+        if row is not None and row["decidedUntil"] >= decided:
+            return row
+        return {"jobId": str(event.job_id), "tenant": tenant, "decidedUntil": decided}
+
+
+class SkipsProjection(Projection):
+    """One row per run of skipped slots, for the slot ledger ("what happened at 02:00, and why")."""
+
+    name = "skips"
+    event_classes = (SkippedSlots.Skipped, SkippedSlots.Extended)  # type: ignore[attr-defined]
+
+    def key(self, event: Any) -> str:
+        return str(event.originator_id)
+
+    def apply(self, row: Row | None, event: Any) -> Row | None:
+        if isinstance(event, SkippedSlots.Skipped):  # type: ignore[attr-defined]
+            return {
+                "id": str(event.originator_id),
+                "jobId": str(event.job_id),
+                "tenant": event.tenant,
+                "from": iso_ms(event.first),
+                "to": iso_ms(event.last),
+                "count": event.count,
+                "reason": event.reason,
+                "node": event.node,
+            }
+        if row is None:
+            return None
+        return {**row, "to": iso_ms(event.last), "count": event.count}
+
+
 def all_projections() -> list[Projection]:
     """Every read model this release keeps."""
-    return [JobsProjection(), ExecutionsProjection()]
+    return [JobsProjection(), ExecutionsProjection(), LedgerProjection(), SkipsProjection()]

@@ -86,3 +86,12 @@ class ExecutionAlreadyRecorded(DomainError):
 
 class IllegalTransition(DomainError):
     """An execution was asked to move to a status its current status does not allow."""
+
+
+class UrlBlocked(DomainError):
+    """An outgoing call would reach an address the URL guard does not admit."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason

@@ -230,14 +230,20 @@ class SqlExecutionsView(SqlProjectionStore):
         Column("status", "TEXT NOT NULL", lambda r: r["status"]),
         Column("scheduled_for", "TEXT NOT NULL", lambda r: r["scheduledFor"]),
     )
-    # every index costs each write: these two serve a job's history and the recent list
-    indexes = ("tenant, job_id, scheduled_for", "tenant, scheduled_for")
+    # every index costs each write: a job's history, the recent list, and unfinished runs
+    indexes = ("tenant, job_id, scheduled_for", "tenant, scheduled_for", "status")
 
     def __init__(self, db: Database, name: str = "executions") -> None:
         super().__init__(db, name)
 
     def get_execution(self, tenant: str, execution_id: str) -> Row | None:
         return self._one(tenant, execution_id)
+
+    def unfinished(self) -> list[Row]:
+        """Executions of every tenant still pending or running."""
+        with self.db.read() as c:
+            c.execute(f"SELECT doc FROM {self.table} WHERE status IN ('pending', 'running')")
+            return [orjson.loads(doc) for (doc,) in c.fetchall()]
 
     def list_executions(
         self,
@@ -261,3 +267,45 @@ class SqlExecutionsView(SqlProjectionStore):
                 where.append(f"{column}{op}?")
                 params.append(value)
         return self._page(where, params, "scheduled_for DESC, id DESC", offset, limit)
+
+
+class SqlLedgerView(SqlProjectionStore):
+    """The `ledger` read model: per job, the last slot decided."""
+
+    table = "cronsource_ledger"
+    columns = (Column("tenant", "TEXT NOT NULL", lambda r: r["tenant"]),)
+
+    def __init__(self, db: Database, name: str = "ledger") -> None:
+        super().__init__(db, name)
+
+    def decided_until(self) -> dict[str, str]:
+        """Every job's last decided slot (ISO text), by job id."""
+        with self.db.read() as c:
+            c.execute(f"SELECT id, doc FROM {self.table}")
+            return {key: orjson.loads(doc)["decidedUntil"] for key, doc in c.fetchall()}
+
+
+class SqlSkipsView(SqlProjectionStore):
+    """The `skips` read model: runs of skipped slots."""
+
+    table = "cronsource_skips"
+    columns = (
+        Column("tenant", "TEXT NOT NULL", lambda r: r["tenant"]),
+        Column("job_id", "TEXT NOT NULL", lambda r: r["jobId"]),
+        Column("first_slot", "TEXT NOT NULL", lambda r: r["from"]),
+        Column("last_slot", "TEXT NOT NULL", lambda r: r["to"]),
+    )
+    indexes = ("tenant, job_id, last_slot",)
+
+    def __init__(self, db: Database, name: str = "skips") -> None:
+        super().__init__(db, name)
+
+    def skips_between(self, tenant: str, job_id: str, since: str, until: str) -> list[Row]:
+        """Skip runs of a job that overlap [since, until), oldest first."""
+        with self.db.read() as c:
+            c.execute(
+                f"SELECT doc FROM {self.table} WHERE tenant=? AND job_id=? AND last_slot>=? "
+                "AND first_slot<? ORDER BY first_slot",
+                (tenant, job_id, since, until),
+            )
+            return [orjson.loads(doc) for (doc,) in c.fetchall()]

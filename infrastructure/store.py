@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from infrastructure.read_models import SqlExecutionsView, SqlJobsView
+from infrastructure.read_models import (
+    SqlExecutionsView,
+    SqlJobsView,
+    SqlLedgerView,
+    SqlProjectionStore,
+    SqlSkipsView,
+)
 from infrastructure.sql import Database, PostgresDatabase, SQLiteDatabase
 
 TRANSCODER = "infrastructure.transcoder:OrjsonTranscoder"
@@ -125,6 +131,11 @@ def check_cipher_key(key: str) -> None:
         raise StoreConfigError("CRONSOURCE_CIPHER_KEY: must decode to 16, 24 or 32 bytes")
 
 
-def read_models(db: Database) -> tuple[SqlJobsView, SqlExecutionsView]:
-    """The read models this release keeps, created if missing."""
-    return SqlJobsView(db), SqlExecutionsView(db)
+def read_models(db: Database) -> dict[str, SqlProjectionStore]:
+    """The read models this release keeps, by projection name, created if missing."""
+    return {
+        "jobs": SqlJobsView(db),
+        "executions": SqlExecutionsView(db),
+        "ledger": SqlLedgerView(db),
+        "skips": SqlSkipsView(db),
+    }

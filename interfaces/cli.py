@@ -80,9 +80,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="cronsource-verify-") as scratch_dir:
             scratch_db = _scratch_database(core, Path(scratch_dir))
             try:
-                scratch = dict(
-                    zip(("jobs", "executions"), core.scratch_views(scratch_db), strict=True)
-                )
+                scratch = core.scratch_views(scratch_db)
                 failed = False
                 for runner in runners:
                     position, differences = verify_projection(

@@ -10,9 +10,15 @@ from pathlib import Path
 
 from application.jobs import Jobs
 from application.projection_runner import LogFollower, ProjectionRunner, ProjectionSet
-from application.projections import ExecutionsProjection, JobsProjection
+from application.projections import all_projections
 from application.queries import Queries
-from infrastructure.read_models import SqlExecutionsView, SqlJobsView
+from infrastructure.read_models import (
+    SqlExecutionsView,
+    SqlJobsView,
+    SqlLedgerView,
+    SqlProjectionStore,
+    SqlSkipsView,
+)
 from infrastructure.sql import Database
 from infrastructure.store import StoreUrl, read_models
 
@@ -60,19 +66,20 @@ class Core:
         store = settings.store
         self.views_db: Database = store.views_database()  # first: it creates a missing schema
         self.jobs = Jobs(env=store.event_store_env(settings.cipher_key), node=settings.node)
-        self.jobs_view, self.executions_view = read_models(self.views_db)
+        self.views = read_models(self.views_db)
+        self.jobs_view: SqlJobsView = self.views["jobs"]  # type: ignore[assignment]
+        self.executions_view: SqlExecutionsView = self.views["executions"]  # type: ignore[assignment]
+        self.ledger_view: SqlLedgerView = self.views["ledger"]  # type: ignore[assignment]
+        self.skips_view: SqlSkipsView = self.views["skips"]  # type: ignore[assignment]
         recorder, mapper = self.jobs.recorder, self.jobs.mapper
         self.projections = ProjectionSet(
-            [
-                ProjectionRunner(recorder, mapper, JobsProjection(), self.jobs_view),
-                ProjectionRunner(recorder, mapper, ExecutionsProjection(), self.executions_view),
-            ]
+            ProjectionRunner(recorder, mapper, p, self.views[p.name]) for p in all_projections()
         )
         self.jobs.on_recorded(self.projections.wake)
         self.queries = Queries(self.jobs_view, self.executions_view)
         self._follower: LogFollower | None = None
 
-    def scratch_views(self, db: Database) -> tuple[SqlJobsView, SqlExecutionsView]:
+    def scratch_views(self, db: Database) -> dict[str, SqlProjectionStore]:
         """Read models in another database, for `replay --verify`."""
         return read_models(db)
 

@@ -160,5 +160,4 @@ def _all_notifications(core: Core) -> list:  # type: ignore[type-arg]
 def _scratch_store(core: Core, tmp_path: Path, name: str):  # type: ignore[no-untyped-def]
     from infrastructure.sql import SQLiteDatabase
 
-    jobs, executions = core.scratch_views(SQLiteDatabase(tmp_path / f"scratch-{name}.db"))
-    return {"jobs": jobs, "executions": executions}[name]
+    return core.scratch_views(SQLiteDatabase(tmp_path / f"scratch-{name}.db"))[name]
