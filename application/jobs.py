@@ -74,12 +74,17 @@ class Jobs(Application):
 
     def record(self, *aggregates: Any) -> int:
         """Save in one transaction; return the log position of its last event."""
+        return self.record_events(
+            [e for aggregate in aggregates for e in aggregate.collect_events()]
+        )
+
+    def record_events(self, events: Sequence[Any]) -> int:
+        """Put events in one transaction (all or none); return the position of the last."""
         # the event store directly: `save()` checks each object against runtime protocols,
         # which costs more than the write itself on the fire path
-        events = [e for aggregate in aggregates for e in aggregate.collect_events()]
         if not events:
             return 0
-        recordings = self.events.put(events)
+        recordings = self.events.put(list(events))
         position = max((r.notification.id for r in recordings), default=0)
         for listener in self._listeners:
             listener(position)
@@ -296,6 +301,57 @@ class Jobs(Application):
             node=self.node,
             by=by,
         )
+
+    def load_job(self, job_id: UUID) -> tuple[Job, datetime]:
+        """A job and the instant since which its current schedule is owed (created, enabled,
+        or its pattern or time zone changed): slots before it were never due."""
+        job: Any = None
+        active_since = datetime.min.replace(tzinfo=UTC)
+        for event in self.events.get(job_id):
+            job = event.mutate(job)
+            if isinstance(event, Job.Enabled | Job.Created) or (  # type: ignore[attr-defined]
+                isinstance(event, Job.Updated)  # type: ignore[attr-defined]
+                and ("pattern" in event.changes or "timezone" in event.changes)
+            ):
+                active_since = event.timestamp
+        if not isinstance(job, Job):
+            raise JobNotFound(job_id)
+        return job, active_since
+
+    def backfill(
+        self,
+        tenant: str,
+        job_id: object,
+        start: datetime,
+        end: datetime,
+        by: str,
+        limit: int = 10_000,
+    ) -> list[Execution]:
+        """Record each slot of `[start, end)` once (a slot already run is not run again);
+        return the executions this call recorded. Only past slots can be backfilled."""
+        job = self.get_job(tenant, job_id)
+        now = datetime.now(UTC)
+        if end <= start:
+            raise InvalidField("to", "must be after from")
+        if end > now:
+            raise InvalidField("to", "must not be in the future: the schedule runs those slots")
+        slots = []
+        for slot in job.schedule.slots(start, end):
+            if len(slots) == limit:
+                raise InvalidField("to", f"the range holds more than {limit} slots")
+            slots.append(slot)
+        return self.record_fires([job], [Fire(job.id, s, Trigger.BACKFILL) for s in slots], by=by)
+
+    def record_skips(self, skips: Sequence[Any]) -> list[Any]:
+        """Record runs of skipped slots; return those not already recorded by another engine."""
+        won = []
+        for skip in skips:
+            try:
+                self.record(skip)
+            except IntegrityError:
+                continue
+            won.append(skip)
+        return won
 
     def get_execution(self, tenant: str, execution_id: object) -> Execution:
         """An execution's state from the log; another tenant's is not found."""

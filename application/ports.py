@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
+from uuid import UUID
 
 Row = dict[str, Any]
 
 
 class Clock(Protocol):
-    """The current instant (injected, so tests can move time)."""
+    """The current instant and waiting for a later one (injected, so tests can move time)."""
 
     def now(self) -> datetime: ...
+
+    async def wait_until(self, deadline: datetime, wake: asyncio.Event) -> None:
+        """Return at `deadline`, or earlier when `wake` is set."""
+        ...
+
+
+class EngineViews(Protocol):
+    """What the engine reads at start from the read models (afterwards it follows the log)."""
+
+    def enabled_job_ids(self) -> list[str]: ...
+
+    def decided_until(self) -> dict[str, str]: ...
+
+    def unfinished(self) -> list[Row]: ...
 
 
 class ProjectionStore(Protocol):
@@ -79,3 +96,46 @@ class ExecutionsView(ProjectionStore, Protocol):
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[Row], int]: ...
+
+
+# -- running tasks ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    """One attempt of one execution, its parameters already resolved (secrets in clear)."""
+
+    job_id: UUID
+    execution_id: UUID
+    task_type: str
+    config: Mapping[str, Any]
+    scheduled_for: datetime
+    attempt: int
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutcome:
+    """What an attempt came to: a result, or an error `{message, code, ...}`."""
+
+    ok: bool
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class TaskRunner(Protocol):
+    """Runs one attempt; never raises for a failure of the task itself (that is an outcome)."""
+
+    async def run(self, request: TaskRequest) -> TaskOutcome: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionContext:
+    """What a function task is told besides its payload."""
+
+    job_id: str
+    execution_id: str
+    scheduled_for: datetime
+    attempt: int

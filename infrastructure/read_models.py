@@ -191,6 +191,12 @@ class SqlJobsView(SqlProjectionStore):
     def get_job(self, tenant: str, job_id: str) -> Row | None:
         return self._one(tenant, job_id)
 
+    def enabled_job_ids(self) -> list[str]:
+        """Every enabled job of every tenant (for an engine starting up)."""
+        with self.db.read() as c:
+            c.execute(f"SELECT id FROM {self.table} WHERE enabled=1")
+            return [key for (key,) in c.fetchall()]
+
     def list_jobs(
         self,
         tenant: str,

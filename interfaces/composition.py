@@ -83,6 +83,10 @@ class Core:
         """Read models in another database, for `replay --verify`."""
         return read_models(db)
 
+    def engine_views(self) -> CoreEngineViews:
+        """The read models an engine reads at start, caught up first."""
+        return CoreEngineViews(self)
+
     def start(self) -> None:
         """Follow the log: projections in threads, woken by this process and the store."""
         self.projections.start(self.settings.poll_seconds)
@@ -96,3 +100,22 @@ class Core:
         self.projections.stop()
         self.views_db.close()
         self.jobs.close()
+
+
+class CoreEngineViews:
+    """The engine's start-up reads, each after the projections caught up with the log."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def enabled_job_ids(self) -> list[str]:
+        self.core.projections.catch_up()
+        return self.core.jobs_view.enabled_job_ids()
+
+    def decided_until(self) -> dict[str, str]:
+        self.core.projections["ledger"].catch_up()
+        return self.core.ledger_view.decided_until()
+
+    def unfinished(self) -> list[dict[str, object]]:
+        self.core.projections["executions"].catch_up()
+        return self.core.executions_view.unfinished()

@@ -1,0 +1,580 @@
+"""The scheduling engine: fires every enabled job on its schedule and records every decision.
+
+It keeps a min-heap of next fire instants, sleeps until the earliest or until the log shows
+a change, records all fires due in one tick in one transaction, and runs the executions it
+won in a bounded pool. It follows the event log, so a change made through any process
+reaches it, and executions started on other nodes count for the concurrency policies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import heapq
+import itertools
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.utils import get_topic
+
+from application.jobs import Fire, Jobs
+from application.misfires import decide_misfires
+from application.ports import Clock, EngineViews, TaskOutcome, TaskRequest, TaskRunner
+from application.write_batcher import WriteBatcher
+from domain.errors import DomainError
+from domain.execution import ErrorCode, Execution, Status, Trigger
+from domain.instants import parse_instant
+from domain.job import SYSTEM, Job
+from domain.ledger import SkippedSlots, SkipReason
+from domain.parameters import resolve_parameters
+from domain.policies import ConcurrencyPolicy, MisfirePolicy, RetryPolicy
+from domain.schedule import Schedule
+
+log = logging.getLogger(__name__)
+
+JOB_TOPICS = frozenset(
+    get_topic(c)
+    for c in (Job.Created, Job.Updated, Job.Enabled, Job.Disabled, Job.Deleted)  # type: ignore[attr-defined]
+)
+EXECUTION_TOPICS = frozenset(
+    get_topic(c)
+    for c in (
+        Execution.Scheduled,  # type: ignore[attr-defined]
+        Execution.Succeeded,  # type: ignore[attr-defined]
+        Execution.Failed,  # type: ignore[attr-defined]
+    )
+)
+SCHEDULED_TOPIC = get_topic(Execution.Scheduled)  # type: ignore[attr-defined]
+CLAIMED_TRIGGERS = frozenset({Trigger.MANUAL.value, Trigger.BACKFILL.value})
+#: Outcomes no retry can change.
+FINAL_CODES = frozenset({ErrorCode.URL_BLOCKED.value, ErrorCode.UNKNOWN_FUNCTION.value})
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """How the engine behaves; the README names the variable behind each."""
+
+    node: str
+    max_concurrency: int = 5
+    misfire_grace_seconds: float = 10.0
+    shutdown_grace_seconds: float = 30.0
+    poll_seconds: float = 0.5
+    takeover_seconds: float = 60.0
+
+
+@dataclass(slots=True)
+class _Entry:
+    job: Job
+    schedule: Schedule
+    active_since: datetime
+    next_slot: datetime | None = None
+    token: int = 0
+
+
+@dataclass(slots=True)
+class _Stats:
+    running: int = 0
+    queued: int = 0
+    fired: int = 0
+    won: int = 0
+    skipped: int = 0
+    lateness: list[float] = field(default_factory=list)
+
+
+def jitter_for(job_id: UUID, slot: datetime, jitter_seconds: int) -> float:
+    """A start delay in [0, jitter) that every node derives alike from the job and slot."""
+    if jitter_seconds <= 0:
+        return 0.0
+    digest = hashlib.sha256(f"{job_id}/{slot.isoformat()}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * jitter_seconds
+
+
+class Engine:
+    """Fires jobs on time, exactly once per slot, and records every decision as events."""
+
+    def __init__(
+        self,
+        jobs: Jobs,
+        runner: TaskRunner,
+        clock: Clock,
+        views: EngineViews,
+        settings: EngineSettings,
+    ) -> None:
+        self.jobs, self.runner, self.clock, self.views = jobs, runner, clock, views
+        self.settings = settings
+        self.node = settings.node
+        self.batcher = WriteBatcher(jobs)
+        self.stats = _Stats()
+        self._entries: dict[UUID, _Entry] = {}
+        self._heap: list[tuple[datetime, int, UUID, int]] = []
+        self._seq = itertools.count()
+        self._active: dict[UUID, set[UUID]] = {}  # unfinished executions per job, any node
+        self._job_of: dict[UUID, UUID] = {}  # job of each unfinished execution
+        self._tasks: dict[UUID, asyncio.Task[None]] = {}  # executions running in this process
+        self._cancel_codes: dict[UUID, str] = {}
+        self._queued: dict[UUID, tuple[Execution, Job]] = {}
+        self._overlaps: dict[UUID, SkippedSlots] = {}
+        self._failures: dict[UUID, int] = {}
+        self._position = 0
+        self._semaphore: asyncio.Semaphore | None = None
+        self._wake: asyncio.Event | None = None
+        self._log_changed: asyncio.Event | None = None
+        self._stopping: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.started = asyncio.Event()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Start, then fire jobs until `stop()`; running executions get the grace period."""
+        self._loop = asyncio.get_running_loop()
+        self._semaphore = asyncio.Semaphore(self.settings.max_concurrency)
+        self._wake, self._log_changed = asyncio.Event(), asyncio.Event()
+        self._stopping = asyncio.Event()
+        await self._start()
+        self.started.set()
+        follower = asyncio.create_task(self._follow_log(), name="engine-log")
+        try:
+            await self._tick_loop()
+        finally:
+            follower.cancel()
+            await self._shutdown()
+
+    def stop(self) -> None:
+        """Stop taking fires (thread-safe); `run()` returns after the grace period."""
+        if self._loop is None or self._stopping is None:
+            return
+        self._loop.call_soon_threadsafe(self._stopping.set)
+        self._loop.call_soon_threadsafe(self._wake_up)
+
+    def log_changed(self, _position: int | None = None) -> None:
+        """Events were written (here or elsewhere): look at the log now (thread-safe)."""
+        if self._loop is not None and self._log_changed is not None:
+            self._loop.call_soon_threadsafe(self._log_changed.set)
+
+    @property
+    def scheduled_jobs(self) -> int:
+        """Jobs this engine holds a next fire for."""
+        return len(self._entries)
+
+    def _wake_up(self) -> None:
+        assert self._wake is not None
+        self._wake.set()
+
+    async def _shutdown(self) -> None:
+        tasks = list(self._tasks.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
+            for task in pending:
+                self._cancel_codes[self._execution_of(task)] = ErrorCode.INTERRUPTED.value
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=10)
+        await self.batcher.drain()
+
+    def _execution_of(self, task: asyncio.Task[None]) -> UUID:
+        return next(k for k, t in self._tasks.items() if t is task)
+
+    # -- start: load, recover, catch up -----------------------------------------------------
+
+    async def _start(self) -> None:
+        self._position = await asyncio.to_thread(
+            lambda: self.jobs.recorder.max_notification_id() or 0
+        )
+        ids = await asyncio.to_thread(self.views.enabled_job_ids)
+        loaded = await asyncio.to_thread(lambda: [self.jobs.load_job(UUID(i)) for i in ids])
+        for job, active_since in loaded:
+            if job.enabled and not job.deleted:
+                self._entries[job.id] = _Entry(job, job.schedule, active_since)
+        await self._recover()
+        decided = await asyncio.to_thread(self.views.decided_until)
+        now = self.clock.now()
+        for entry in list(self._entries.values()):
+            resume = entry.active_since
+            if str(entry.job.id) in decided:
+                resume = max(resume, parse_instant(decided[str(entry.job.id)], "decidedUntil"))
+            await self._catch_up(entry, resume, now)
+        log.info("engine %s started with %d job(s)", self.node, len(self._entries))
+
+    async def _recover(self) -> None:
+        """Executions a dead engine left unfinished: failed INTERRUPTED, retried if allowed."""
+        now = self.clock.now()
+        takeover = timedelta(seconds=self.settings.takeover_seconds)
+        for row in await asyncio.to_thread(self.views.unfinished):
+            execution_id, job_id = UUID(row["id"]), UUID(row["jobId"])
+            self._track(job_id, execution_id)
+            last = row.get("nextAttemptAt") or row.get("startedAt") or row["scheduledFor"]
+            stale = parse_instant(last, "at") + takeover < now
+            if row["node"] != self.node and not stale:
+                continue  # another live node's: it counts as running, and is theirs to finish
+            entry = self._entries.get(job_id)
+            execution = await asyncio.to_thread(self.jobs.repository.get, execution_id)
+            if entry is None:
+                job, _ = await asyncio.to_thread(self.jobs.load_job, job_id)
+            else:
+                job = entry.job
+            if execution.status is Status.PENDING and execution.attempt > 0:
+                self._launch(execution, job)  # a stored retry: it resumes at its time
+                continue
+            if execution.status is Status.PENDING and execution.trigger in CLAIMED_TRIGGERS:
+                self._launch(execution, job)  # recorded, never claimed: run it now
+                continue
+            error = {
+                "message": "the engine running it stopped",
+                "code": ErrorCode.INTERRUPTED.value,
+            }
+            if not self._retry_or_fail(execution, job, error, now):
+                self._finished(job_id, execution_id)
+                await self.batcher.record(execution)
+                continue
+            await self.batcher.record(execution)
+            self._launch(execution, job)
+
+    async def _catch_up(self, entry: _Entry, resume_after: datetime, now: datetime) -> None:
+        definition = entry.job.definition
+        decision = decide_misfires(
+            entry.schedule,
+            resume_after,
+            now,
+            MisfirePolicy(definition["misfirePolicy"]),
+            definition["catchUpWindowSeconds"],
+            self.settings.misfire_grace_seconds,
+        )
+        skips = [
+            SkippedSlots.record(
+                entry.job.id, entry.job.tenant, s.first, s.last, s.count, s.reason, self.node
+            )
+            for s in decision.skips
+        ]
+        if skips:
+            await asyncio.to_thread(self.jobs.record_skips, skips)
+            self.stats.skipped += sum(s.count for s in decision.skips)
+        fires = [Fire(entry.job.id, slot, Trigger.CATCH_UP) for slot in decision.catch_up]
+        fires += [Fire(entry.job.id, slot, Trigger.CRON) for slot in decision.due]
+        if fires:
+            await self._record_and_run([(entry, f) for f in fires])
+        self._schedule(entry, entry.schedule.next_after(now))
+
+    # -- the tick --------------------------------------------------------------------------
+
+    def _schedule(self, entry: _Entry, slot: datetime | None) -> None:
+        entry.next_slot = slot
+        if slot is not None:
+            heapq.heappush(self._heap, (slot, next(self._seq), entry.job.id, entry.token))
+
+    async def _tick_loop(self) -> None:
+        assert self._stopping is not None and self._wake is not None
+        while not self._stopping.is_set():
+            now = self.clock.now()
+            due: list[tuple[_Entry, Fire]] = []
+            while self._heap and self._heap[0][0] <= now:
+                slot, _, job_id, token = heapq.heappop(self._heap)
+                entry = self._entries.get(job_id)
+                if entry is None or entry.token != token:
+                    continue  # the job changed since this entry was pushed
+                due.append((entry, Fire(job_id, slot)))
+                self._schedule(entry, entry.schedule.next_after(slot))
+            if due:
+                await self._fire(due, now)
+                continue
+            deadline = self._heap[0][0] if self._heap else now + timedelta(seconds=60)
+            await self.clock.wait_until(deadline, self._wake)
+            self._wake.clear()
+
+    async def _fire(self, due: list[tuple[_Entry, Fire]], now: datetime) -> None:
+        fires: list[tuple[_Entry, Fire]] = []
+        for entry, fire in due:
+            self.stats.lateness.append((now - fire.scheduled_for).total_seconds())
+            policy = ConcurrencyPolicy(entry.job.definition["concurrencyPolicy"])
+            busy = bool(self._active.get(entry.job.id))
+            if (busy and policy is ConcurrencyPolicy.SKIP) or (
+                busy and policy is ConcurrencyPolicy.QUEUE and entry.job.id in self._queued
+            ):
+                await self._skip_overlap(entry, fire.scheduled_for)
+            else:
+                if busy and policy is ConcurrencyPolicy.REPLACE:
+                    self._replace(entry.job.id)
+                self._overlaps.pop(entry.job.id, None)  # a fire ends a run of overlaps
+                fires.append((entry, fire))
+        if len(self.stats.lateness) > 100_000:
+            del self.stats.lateness[:50_000]
+        if fires:
+            await self._record_and_run(fires)
+
+    async def _record_and_run(self, fires: list[tuple[_Entry, Fire]]) -> None:
+        jobs = list({id(e.job): e.job for e, _ in fires}.values())
+        try:
+            won = await asyncio.to_thread(self.jobs.record_fires, jobs, [f for _, f in fires])
+        except Exception:  # the store is away: these slots stay undecided, for the catch-up
+            log.exception("could not record %d fire(s)", len(fires))
+            return
+        self.stats.fired += len(fires)
+        self.stats.won += len(won)
+        by_job = {e.job.id: e for e, _ in fires}
+        for execution in won:
+            entry = by_job[execution.job_id]
+            policy = ConcurrencyPolicy(entry.job.definition["concurrencyPolicy"])
+            if policy is ConcurrencyPolicy.QUEUE and self._active.get(entry.job.id):
+                self._track(entry.job.id, execution.id)
+                self._queued[entry.job.id] = (execution, entry.job)
+            else:
+                self._launch(execution, entry.job)
+
+    async def _skip_overlap(self, entry: _Entry, slot: datetime) -> None:
+        """A slot not run because the job still runs: one record per run of such slots."""
+        self.stats.skipped += 1
+        run = self._overlaps.get(entry.job.id)
+        if run is not None and entry.schedule.next_after(run.last) == slot:
+            run.extend(slot, 1)
+        else:
+            run = SkippedSlots.record(
+                entry.job.id, entry.job.tenant, slot, slot, 1, SkipReason.OVERLAP, self.node
+            )
+            self._overlaps[entry.job.id] = run
+        if not await self.batcher.record(run):
+            self._overlaps.pop(entry.job.id, None)  # another engine records this run
+
+    def _replace(self, job_id: UUID) -> None:
+        for execution_id in list(self._active.get(job_id, ())):
+            task = self._tasks.get(execution_id)
+            if task is not None:
+                self._cancel_codes[execution_id] = "REPLACED"
+                task.cancel()
+
+    # -- executions ------------------------------------------------------------------------
+
+    def _track(self, job_id: UUID, execution_id: UUID) -> None:
+        self._active.setdefault(job_id, set()).add(execution_id)
+        self._job_of[execution_id] = job_id
+
+    def _launch(self, execution: Execution, job: Job) -> None:
+        self._track(job.id, execution.id)
+        task = asyncio.create_task(self._execute(execution, job), name=f"execution-{execution.id}")
+        self._tasks[execution.id] = task
+
+    async def _execute(self, execution: Execution, job: Job) -> None:
+        assert self._semaphore is not None and self._stopping is not None
+        try:
+            delay = jitter_for(
+                job.id, execution.scheduled_for, job.definition.get("jitterSeconds", 0)
+            )
+            start_at = execution.next_attempt_at or execution.scheduled_for + timedelta(
+                seconds=delay
+            )
+            if start_at > self.clock.now():
+                await self.clock.wait_until(start_at, self._stopping)
+            while not self._stopping.is_set():
+                self.stats.queued += 1
+                try:
+                    await self._semaphore.acquire()
+                finally:
+                    self.stats.queued -= 1
+                try:
+                    if self._stopping.is_set():
+                        return  # shutting down: it stays pending, for the next start
+                    self.stats.running += 1
+                    try:
+                        execution.start(self.node, self.clock.now())
+                        if not await self.batcher.record(execution):
+                            return  # another engine claimed it
+                        outcome = await self._attempt(execution, job)
+                    finally:
+                        self.stats.running -= 1
+                finally:
+                    self._semaphore.release()
+                now = self.clock.now()
+                if outcome.ok:
+                    execution.succeed(outcome.result or {}, now)
+                    await self.batcher.record(execution)
+                    return
+                if self._retry_or_fail(execution, job, outcome.error or {}, now):
+                    await self.batcher.record(execution)
+                    assert execution.next_attempt_at is not None
+                    await self.clock.wait_until(execution.next_attempt_at, self._stopping)
+                    continue
+                await self.batcher.record(execution)
+                return
+        except asyncio.CancelledError:
+            code = self._cancel_codes.pop(execution.id, ErrorCode.INTERRUPTED.value)
+            if execution.status is Status.RUNNING:
+                now = self.clock.now()
+                error = {"message": f"cancelled: {code.lower()}", "code": code}
+                if code == "REPLACED":
+                    execution.fail(error, now)
+                else:
+                    self._retry_or_fail(execution, job, error, now)
+                await asyncio.shield(self.batcher.record(execution))
+        finally:
+            self._tasks.pop(execution.id, None)
+            if execution.status in (Status.SUCCEEDED, Status.FAILED):
+                self._finished(job.id, execution.id)
+                await self._after_outcome(execution, job)
+
+    async def _attempt(self, execution: Execution, job: Job) -> TaskOutcome:
+        try:
+            request = self._request(execution, job)
+        except DomainError as e:
+            return TaskOutcome(
+                ok=False, error={"message": str(e), "code": ErrorCode.UNKNOWN.value}
+            )
+        # the runner enforces the task's timeout; this bound only guards against a runner bug
+        hard_limit = request.timeout_ms / 1000 + 30
+        try:
+            return await asyncio.wait_for(self.runner.run(request), timeout=hard_limit)
+        except TimeoutError:
+            return TaskOutcome(
+                ok=False, error={"message": "timed out", "code": ErrorCode.TIMEOUT.value}
+            )
+
+    def _request(self, execution: Execution, job: Job) -> TaskRequest:
+        config = dict(job.definition["taskConfig"])
+        if execution.override is not None:
+            key = "body" if job.definition["taskType"] == "HttpInvokerTask" else "payload"
+            config[key] = execution.override
+        resolved = resolve_parameters(config, execution.scheduled_for, job.definition["timezone"])
+        assert isinstance(resolved, dict)
+        return TaskRequest(
+            job_id=job.id,
+            execution_id=execution.id,
+            task_type=job.definition["taskType"],
+            config=resolved,
+            scheduled_for=execution.scheduled_for,
+            attempt=execution.attempt,
+            timeout_ms=int(config.get("timeout", 30_000)),
+        )
+
+    def _retry_or_fail(
+        self, execution: Execution, job: Job, error: dict[str, Any], now: datetime
+    ) -> bool:
+        """Store the next attempt if the policy allows one (True), else the final failure."""
+        retry = RetryPolicy.from_dict(job.definition["retry"])
+        attempt = max(execution.attempt, 1)
+        if (
+            error.get("code") not in FINAL_CODES
+            and retry.allows(attempt)
+            and execution.status is Status.RUNNING
+        ):
+            next_at = now + timedelta(seconds=retry.delay_before(attempt + 1))
+            execution.fail_attempt(error, now, next_at)
+            return True
+        if execution.status is Status.PENDING and execution.attempt == 0 and retry.allows(1):
+            execution.start(self.node, now)  # interrupted before its first attempt: record one
+            execution.fail_attempt(error, now, now)
+            return True
+        if execution.status not in (Status.SUCCEEDED, Status.FAILED):
+            execution.fail(error, now)
+        return False
+
+    def _finished(self, job_id: UUID, execution_id: UUID) -> None:
+        self._job_of.pop(execution_id, None)
+        active = self._active.get(job_id)
+        if active is not None:
+            active.discard(execution_id)
+            if not active:
+                del self._active[job_id]
+        queued = self._queued.get(job_id)
+        if queued is not None and not self._active.get(job_id, set()) - {queued[0].id}:
+            del self._queued[job_id]
+            self._launch(*queued)
+
+    async def _after_outcome(self, execution: Execution, job: Job) -> None:
+        """Count consecutive failures; pause the job after `pauseAfterFailures` of them."""
+        limit = job.definition.get("pauseAfterFailures")
+        if execution.status is Status.SUCCEEDED:
+            self._failures.pop(job.id, None)
+            return
+        count = self._failures[job.id] = self._failures.get(job.id, 0) + 1
+        if limit and count >= limit:
+            reason = f"{count} consecutive failed executions (pauseAfterFailures={limit})"
+            with contextlib.suppress(DomainError):  # deleted, or another engine paused it first
+                await asyncio.to_thread(self.jobs.disable_job, job.tenant, job.id, SYSTEM, reason)
+            self._failures.pop(job.id, None)
+
+    # -- following the log ---------------------------------------------------------------
+
+    async def _follow_log(self) -> None:
+        assert self._log_changed is not None
+        topics = sorted(JOB_TOPICS | EXECUTION_TOPICS)
+        while True:
+            self._log_changed.clear()
+            try:
+                notifications = await asyncio.to_thread(
+                    self.jobs.recorder.select_notifications,
+                    self._position, 500, None, topics, inclusive_of_start=False,
+                )  # fmt: skip
+            except Exception:  # the store is away: look again shortly
+                log.exception("engine could not read the log")
+                notifications = []
+            if notifications:
+                await self._apply(notifications)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._log_changed.wait(), timeout=self.settings.poll_seconds
+                )
+
+    async def _apply(self, notifications: Iterable[Any]) -> None:
+        changed: set[UUID] = set()
+        for n in notifications:
+            self._position = n.id
+            execution_id = n.originator_id
+            if n.topic in JOB_TOPICS:
+                changed.add(n.originator_id)
+            elif n.topic == SCHEDULED_TOPIC:
+                if execution_id in self._job_of:
+                    continue  # this engine's own fire, known already: no need to decode it
+                event = self.jobs.mapper.to_domain_event(n)
+                self._track(event.job_id, execution_id)
+                if event.trigger in CLAIMED_TRIGGERS:
+                    await self._claim(execution_id, event.job_id)
+            elif execution_id not in self._tasks:  # finished on another node
+                job_id = self._job_of.get(execution_id)
+                if job_id is not None:
+                    self._finished(job_id, execution_id)
+        for job_id in changed:
+            await self._reload(job_id)
+        if changed:
+            self._wake_up()
+
+    async def _claim(self, execution_id: UUID, job_id: UUID) -> None:
+        """A manual or backfill execution recorded anywhere: try to be the node that runs it."""
+        entry = self._entries.get(job_id)
+        try:
+            execution = await asyncio.to_thread(self.jobs.repository.get, execution_id)
+            job = entry.job if entry else (await asyncio.to_thread(self.jobs.load_job, job_id))[0]
+        except Exception:
+            log.exception("could not load execution %s", execution_id)
+            return
+        if execution.status is Status.PENDING and execution.attempt == 0:
+            self._launch(execution, job)
+
+    async def _reload(self, job_id: UUID) -> None:
+        try:
+            job, active_since = await asyncio.to_thread(self.jobs.load_job, job_id)
+        except DomainError:
+            return
+        old = self._entries.get(job_id)
+        if job.deleted or not job.enabled:
+            if old is not None:
+                del self._entries[job_id]
+                self._overlaps.pop(job_id, None)
+            return
+        if old is not None and old.job.version == job.version:
+            return
+        entry = _Entry(job, job.schedule, active_since, token=(old.token + 1) if old else 0)
+        self._entries[job_id] = entry
+        now = self.clock.now()
+        if old is not None and old.next_slot is not None and old.active_since == active_since:
+            self._schedule(entry, old.next_slot)  # same schedule: keep the next slot
+        else:
+            self._schedule(entry, entry.schedule.next_after(max(now, active_since)))
+
+
+def utc_now() -> datetime:
+    """Now, in UTC (for callers without a clock)."""
+    return datetime.now(UTC)

@@ -1,0 +1,179 @@
+"""The engine on each store: fires per slot, policies, retries, the log followed live."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+from application.jobs import Fire
+from interfaces.composition import Core
+from tests.engine_support import ScriptedRunner, running_engine, wait_for
+
+
+def every_second(name: str = "tick", **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "pattern": "* * * * * *",
+        "taskConfig": {"url": "https://example.com/hook", "body": {"slot": "${T:HH:mm:ss}"}},
+        **extra,
+    }
+
+
+def executions_of(core: Core, job_id: Any, **filters: Any) -> list[dict[str, Any]]:
+    core.projections.catch_up()
+    return core.queries.list_executions("acme", job_id=str(job_id), limit=500, **filters).items
+
+
+def test_an_every_second_job_fires_once_per_slot_with_its_scheduled_time(core: Core) -> None:
+    job_id = core.jobs.create_job("acme", every_second(), by="ana").id
+    runner = ScriptedRunner()
+
+    with running_engine(core, runner):
+        wait_for(lambda: len(executions_of(core, job_id, status="succeeded")) >= 3, what="3 fires")
+
+    rows = executions_of(core, job_id)
+    slots = sorted(r["scheduledFor"] for r in rows)
+    assert len(slots) == len(set(slots))
+    assert all(r["trigger"] == "cron" for r in rows)
+    requests = runner.for_job(job_id)
+    assert len({r.scheduled_for for r in requests}) == len(requests)
+    for request in requests:
+        assert request.config["body"] == {"slot": request.scheduled_for.strftime("%H:%M:%S")}
+
+
+def test_a_failed_attempt_is_retried_inside_the_same_execution(core: Core) -> None:
+    doc = every_second(
+        "retrying", pattern="0 0 1 1 *", retry={"maxRetries": 2, "retryDelaySeconds": 0}
+    )
+    job_id = core.jobs.create_job("acme", doc, by="ana").id
+    runner = ScriptedRunner(failures={job_id: 2})
+
+    with running_engine(core, runner):
+        execution_id = core.jobs.trigger_job("acme", job_id, by="ana").id
+        row = wait_for(
+            lambda: next(
+                (r for r in executions_of(core, job_id) if r["status"] == "succeeded"), None
+            ),
+            what="the retried execution to succeed",
+        )
+
+    assert row["id"] == str(execution_id)
+    assert row["attempt"] == 3
+    types = [type(e).__name__ for e in core.jobs.events.get(execution_id)]
+    assert types == [
+        "Scheduled",
+        "Started",
+        "AttemptFailed",
+        "Started",
+        "AttemptFailed",
+        "Started",
+        "Succeeded",
+    ]
+
+
+def test_an_execution_fails_when_its_retries_run_out(core: Core) -> None:
+    doc = every_second(
+        "doomed", pattern="0 0 1 1 *", retry={"maxRetries": 1, "retryDelaySeconds": 0}
+    )
+    job_id = core.jobs.create_job("acme", doc, by="ana").id
+    runner = ScriptedRunner(failures={job_id: 5})
+
+    with running_engine(core, runner):
+        core.jobs.trigger_job("acme", job_id, by="ana")
+        row = wait_for(lambda: executions_of(core, job_id, status="failed"), what="failure")[0]
+
+    assert row["attempt"] == 2
+    assert row["error"]["code"] == "HTTP_STATUS"
+
+
+def test_a_disabled_job_stops_firing(core: Core) -> None:
+    job_id = core.jobs.create_job("acme", every_second(), by="ana").id
+    runner = ScriptedRunner()
+
+    with running_engine(core, runner) as engine:
+        wait_for(lambda: executions_of(core, job_id), what="a first fire")
+        core.jobs.disable_job("acme", job_id, by="ana")
+        wait_for(lambda: engine.scheduled_jobs == 0, what="the engine to drop the job")
+        count = len(runner.for_job(job_id))
+        stopped_at = engine.clock.now()
+        wait_for(lambda: engine.clock.now() > stopped_at + timedelta(seconds=2.5), what="time")
+        assert len(runner.for_job(job_id)) <= count + 1  # at most a fire already in flight
+
+
+def test_a_job_created_by_another_process_reaches_this_engine(core: Core, make_core) -> None:  # type: ignore[no-untyped-def]
+    other = make_core()
+    runner = ScriptedRunner()
+
+    with running_engine(core, runner) as engine:
+        job_id = other.jobs.create_job("acme", every_second(), by="ana").id
+        wait_for(lambda: engine.scheduled_jobs == 1, what="the engine to see the job")
+        wait_for(lambda: runner.for_job(job_id), what="a fire")
+
+
+def test_a_slow_job_with_skip_policy_leaves_overlap_records(core: Core) -> None:
+    job_id = core.jobs.create_job(
+        "acme", every_second("slow", concurrencyPolicy="skip"), by="ana"
+    ).id
+    gate = threading.Event()
+    runner = ScriptedRunner(gate={job_id: gate})
+
+    with running_engine(core, runner) as engine:
+        wait_for(lambda: runner.for_job(job_id), what="the first run")
+        wait_for(lambda: engine.stats.skipped >= 3, what="three overlapping slots")
+        gate.set()
+        wait_for(lambda: executions_of(core, job_id, status="succeeded"), what="the run to end")
+
+    core.projections.catch_up()
+    skips = core.skips_view.dump()[1].values()
+    overlaps = [s for s in skips if s["reason"] == "OVERLAP"]
+    assert overlaps and overlaps[0]["count"] >= 3
+    assert len(overlaps) == 1  # one record for the run of consecutive skipped slots
+
+
+def test_a_backfill_runs_each_past_slot_once_however_often_it_is_asked(core: Core) -> None:
+    job_id = core.jobs.create_job("acme", every_second("daily", pattern="0 2 * * *"), by="ana").id
+    runner = ScriptedRunner()
+    now = core.jobs.get_job("acme", job_id).schedule.next_after(
+        __import__("datetime").datetime.now(__import__("datetime").UTC)
+    )
+    start, end = now - timedelta(days=5), now - timedelta(days=1)
+
+    with running_engine(core, runner):
+        first = core.jobs.backfill("acme", job_id, start, end, by="ana")
+        second = core.jobs.backfill("acme", job_id, start, end, by="ana")
+        wait_for(lambda: len(executions_of(core, job_id, status="succeeded")) == 4, what="4 runs")
+
+    assert (len(first), len(second)) == (4, 0)
+    assert sorted(r.scheduled_for for r in runner.for_job(job_id)) == [
+        start + timedelta(days=d) for d in range(4)
+    ]
+    assert {r["trigger"] for r in executions_of(core, job_id)} == {"backfill"}
+
+
+def test_pause_after_failures_disables_the_job_with_the_reason(core: Core) -> None:
+    job_id = core.jobs.create_job("acme", every_second("flaky", pauseAfterFailures=3), by="ana").id
+    runner = ScriptedRunner(failures={job_id: 1000})
+
+    with running_engine(core, runner):
+        wait_for(lambda: not core.jobs.get_job("acme", job_id).enabled, what="the pause")
+
+    disabled = list(core.jobs.events.get(job_id))[-1]
+    assert type(disabled).__name__ == "Disabled"
+    assert disabled.by == "system"
+    assert "3 consecutive failed executions" in disabled.reason
+    assert len(executions_of(core, job_id, status="failed")) >= 3
+
+
+def test_a_fire_recorded_by_another_engine_is_not_run_here(core: Core, make_core) -> None:  # type: ignore[no-untyped-def]
+    job_id = core.jobs.create_job("acme", every_second("raced", pattern="0 0 1 1 *"), by="ana").id
+    runner = ScriptedRunner()
+    job = core.jobs.get_job("acme", job_id)
+
+    with running_engine(core, runner) as engine:
+        slot = engine.clock.now().replace(microsecond=0) - timedelta(seconds=30)
+        make_core().jobs.record_fire("acme", Fire(job_id, slot))
+        won = core.jobs.record_fires([job], [Fire(job_id, slot)])
+
+    assert won == []
+    assert runner.for_job(job_id) == []
