@@ -154,7 +154,7 @@ class Engine:
 
     def log_changed(self, _position: int | None = None) -> None:
         """Events were written (here or elsewhere): look at the log now (thread-safe)."""
-        if self._loop is not None and self._log_changed is not None:
+        if self._loop is not None and self._log_changed is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._log_changed.set)
 
     @property

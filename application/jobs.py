@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,12 +20,16 @@ from domain.errors import (
     JobDeleted,
     JobNotFound,
     NameTaken,
+    UrlBlocked,
     VersionConflict,
 )
 from domain.execution import Execution, Trigger
 from domain.job import Job, JobName
 from domain.job_definition import parse_job_changes, parse_new_job
 from domain.masking import mask_secrets
+from domain.parameters import has_parameters
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +65,18 @@ class Jobs(Application):
 
     name = "cronsource"  # named explicitly: a renamed class must not restart every projection
 
-    def __init__(self, env: Mapping[str, str] | None = None, node: str | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        node: str | None = None,
+        *,
+        check_url: Callable[[str], None] | None = None,
+        function_names: Callable[[], Collection[str]] | None = None,
+    ) -> None:
         super().__init__(env)
         self.node = node or socket.gethostname()
+        self._check_url = check_url
+        self._function_names = function_names
         self._listeners: list[Callable[[int], None]] = []
         self._snapshots: dict[tuple[UUID, int], dict[str, Any]] = {}
 
@@ -87,7 +101,10 @@ class Jobs(Application):
         recordings = self.events.put(list(events))
         position = max((r.notification.id for r in recordings), default=0)
         for listener in self._listeners:
-            listener(position)
+            try:
+                listener(position)
+            except Exception:  # the write is committed: a listener's trouble must not undo it
+                log.exception("a listener of recorded events failed")
         return position
 
     # -- jobs ----------------------------------------------------------------------------
@@ -101,6 +118,7 @@ class Jobs(Application):
         default to its id).
         """
         definition, enabled, app_id = parse_new_job(doc)
+        self._check_targets(definition)
         application = {"id": app_id, "name": app_id, "displayName": app_id}
         application.update(application_names or {})
         job = Job(
@@ -124,6 +142,8 @@ class Jobs(Application):
         if expected_version is not None and expected_version != loaded:
             raise VersionConflict(expected_version, loaded)
         changes, enabled = parse_job_changes(doc, job.definition)
+        if "taskConfig" in changes or "taskType" in changes:
+            self._check_targets({**job.definition, **changes})
         aggregates: list[Any] = [job]
         new_name = changes.get("name")
         if new_name is not None:
@@ -143,6 +163,24 @@ class Jobs(Application):
         else:
             position = self._record_versioned(loaded, *aggregates)
         return Written(job.id, job.version, position)
+
+    def _check_targets(self, definition: Mapping[str, Any]) -> None:
+        """A static URL must pass the URL guard now; a function must be registered."""
+        config = definition["taskConfig"]
+        if definition["taskType"] == "FunctionTask":
+            names = self._function_names() if self._function_names else None
+            if names is not None and config["function"] not in names:
+                known = ", ".join(sorted(names)) or "none"
+                raise InvalidField("taskConfig.function", f"unknown function; registered: {known}")
+            return
+        field = "taskConfig.url" if "url" in config else "taskConfig.endpoint"
+        url = config.get("url") or config["endpoint"]
+        if self._check_url is None or has_parameters(url):
+            return  # a URL with parameters is checked when it is called
+        try:
+            self._check_url(url)
+        except UrlBlocked as e:
+            raise InvalidField(field, f"blocked: {e.reason}") from None
 
     def enable_job(self, tenant: str, job_id: object, by: str) -> Written:
         """Let the job fire again."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
@@ -202,8 +202,8 @@ class LogFollower:
     so there the runners' own poll interval is the bound on cross-process staleness.
     """
 
-    def __init__(self, recorder: ApplicationRecorder, projections: ProjectionSet) -> None:
-        self.recorder, self.projections = recorder, projections
+    def __init__(self, recorder: ApplicationRecorder, on_notice: Callable[[int], None]) -> None:
+        self.recorder, self.on_notice = recorder, on_notice
         self._thread: threading.Thread | None = None
         self._subscription: Any = None
         self._stopping = threading.Event()
@@ -222,7 +222,7 @@ class LogFollower:
         try:
             with self._subscription as subscription:
                 for notification in subscription:
-                    self.projections.wake(notification.id)
+                    self.on_notice(notification.id)
                     if self._stopping.is_set():
                         break
         except Exception:  # a lost connection ends following; runners still poll

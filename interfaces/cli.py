@@ -7,6 +7,10 @@ Exit codes: 0 success; 1 `replay --verify` found differences; 2 bad usage or inp
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -116,6 +120,20 @@ def _drop_scratch(db: SQLiteDatabase | PostgresDatabase) -> None:
     db.close()
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Record each slot of [--from, --to) once; a running engine runs them."""
+    start, end = parse_instant(args.start, "--from"), parse_instant(args.end, "--to")
+    core = Core(Settings.from_env(data_dir=args.data_dir))
+    try:
+        recorded = core.jobs.backfill(args.tenant, args.job_id, start, end, by=args.by)
+    finally:
+        core.close()
+    sys.stdout.write(
+        f"{len(recorded)} slot(s) recorded for backfill (slots already run are not run again)\n"
+    )
+    return OK
+
+
 def cmd_jobs_add(args: argparse.Namespace) -> int:
     """Create a job from a JSON definition (the API's format)."""
     text = Path(args.file).read_text() if args.file != "-" else sys.stdin.read()
@@ -145,6 +163,40 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
         state = "enabled " if job["enabled"] else "disabled"
         sys.stdout.write(f"{job['id']}  {state}  {job['pattern']:<20} {job['name']}\n")
     sys.stdout.write(f"{page.total} job(s)\n")
+    return OK
+
+
+def cmd_engine(args: argparse.Namespace) -> int:
+    """Run the scheduling engine until SIGTERM or SIGINT (then finish within the grace)."""
+    logging.basicConfig(
+        level=os.environ.get("CRONSOURCE_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    core = Core(Settings.from_env(data_dir=args.data_dir))
+    try:
+        core.start()
+        engine = core.engine()
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, engine.stop)
+            task = asyncio.create_task(engine.run())
+            ready = asyncio.create_task(engine.started.wait())
+            await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+            if engine.started.is_set():
+                sys.stdout.write(
+                    f"engine {engine.node} running with {engine.scheduled_jobs} job(s)\n"
+                )
+                sys.stdout.flush()
+            try:
+                await task
+            finally:
+                await engine.runner.close()
+
+        asyncio.run(main())
+    finally:
+        core.close()
     return OK
 
 
@@ -180,6 +232,22 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     replay.add_argument("--max-differences", type=int, default=20, help=argparse.SUPPRESS)
     replay.set_defaults(run=cmd_replay)
+
+    engine = sub.add_parser(
+        "engine", parents=[common], help="run the scheduling engine (stops on SIGTERM/SIGINT)"
+    )
+    engine.set_defaults(run=cmd_engine)
+
+    backfill = sub.add_parser(
+        "backfill", parents=[common], help="run each slot of a past range once"
+    )
+    backfill.add_argument("job_id")
+    backfill.add_argument(
+        "--from", dest="start", required=True, help="ISO 8601 instant (included)"
+    )
+    backfill.add_argument("--to", dest="end", required=True, help="ISO 8601 instant (excluded)")
+    backfill.add_argument("--by", default="cli", help="who asks (default: cli)")
+    backfill.set_defaults(run=cmd_backfill)
 
     jobs = sub.add_parser("jobs", help="create and list jobs from the command line")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from application.engine import Engine, EngineSettings
 from application.jobs import Jobs
+from application.ports import Clock
 from application.projection_runner import LogFollower, ProjectionRunner, ProjectionSet
 from application.projections import all_projections
 from application.queries import Queries
+from infrastructure.clock import SystemClock
+from infrastructure.functions import FunctionRegistry, FunctionTaskRunner
+from infrastructure.http_runner import HttpTaskRunner
 from infrastructure.read_models import (
     SqlExecutionsView,
     SqlJobsView,
@@ -20,7 +25,9 @@ from infrastructure.read_models import (
     SqlSkipsView,
 )
 from infrastructure.sql import Database
-from infrastructure.store import StoreUrl, read_models
+from infrastructure.store import StoreConfigError, StoreUrl, read_models
+from infrastructure.task_runners import TaskRunners
+from infrastructure.url_guard import UrlGuard
 
 
 @dataclass(frozen=True)
@@ -30,8 +37,13 @@ class Settings:
     data_dir: Path = Path("cronsource-data")
     database_url: str = ""
     cipher_key: str | None = None
-    node: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    node: str = field(default_factory=socket.gethostname)
     poll_seconds: float = 0.5
+    allow_targets: str = ""
+    functions: str = ""
+    max_concurrency: int = 5
+    misfire_grace_seconds: float = 10.0
+    shutdown_grace_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -46,8 +58,26 @@ class Settings:
             values["cipher_key"] = env["CRONSOURCE_CIPHER_KEY"]
         if env.get("CRONSOURCE_NODE"):
             values["node"] = env["CRONSOURCE_NODE"]
-        if env.get("CRONSOURCE_PROJECTION_POLL_SECONDS"):
-            values["poll_seconds"] = float(env["CRONSOURCE_PROJECTION_POLL_SECONDS"])
+        numbers = {
+            "CRONSOURCE_PROJECTION_POLL_SECONDS": ("poll_seconds", float),
+            "SCHEDULER_MAX_CONCURRENCY": ("max_concurrency", int),
+            "CRONSOURCE_MISFIRE_GRACE_SECONDS": ("misfire_grace_seconds", float),
+            "CRONSOURCE_SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", float),
+        }
+        for variable, (name, kind) in numbers.items():
+            if env.get(variable):
+                try:
+                    values[name] = kind(env[variable])
+                except ValueError:
+                    raise StoreConfigError(
+                        f"{variable}: {env[variable]!r} is not a number"
+                    ) from None
+        for variable, name in (
+            ("CRONSOURCE_ALLOW_TARGETS", "allow_targets"),
+            ("CRONSOURCE_FUNCTIONS", "functions"),
+        ):
+            if env.get(variable):
+                values[name] = env[variable]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -65,7 +95,14 @@ class Core:
         self.settings = settings
         store = settings.store
         self.views_db: Database = store.views_database()  # first: it creates a missing schema
-        self.jobs = Jobs(env=store.event_store_env(settings.cipher_key), node=settings.node)
+        self.guard = UrlGuard.from_setting(settings.allow_targets)
+        self.functions = FunctionRegistry.discover(settings.functions)
+        self.jobs = Jobs(
+            env=store.event_store_env(settings.cipher_key),
+            node=settings.node,
+            check_url=self.guard.check_url_blocking,
+            function_names=self.functions.names,
+        )
         self.views = read_models(self.views_db)
         self.jobs_view: SqlJobsView = self.views["jobs"]  # type: ignore[assignment]
         self.executions_view: SqlExecutionsView = self.views["executions"]  # type: ignore[assignment]
@@ -78,10 +115,40 @@ class Core:
         self.jobs.on_recorded(self.projections.wake)
         self.queries = Queries(self.jobs_view, self.executions_view)
         self._follower: LogFollower | None = None
+        self._log_listeners: list[Callable[[int | None], None]] = []
 
     def scratch_views(self, db: Database) -> dict[str, SqlProjectionStore]:
         """Read models in another database, for `replay --verify`."""
         return read_models(db)
+
+    def task_runner(self) -> TaskRunners:
+        """The runners of every task type (HTTP through the URL guard; registered functions)."""
+        return TaskRunners(
+            {
+                "HttpInvokerTask": HttpTaskRunner(self.guard),
+                "FunctionTask": FunctionTaskRunner(self.functions),
+            }
+        )
+
+    def engine(self, clock: Clock | None = None) -> Engine:
+        """An engine on this core (run it with `await engine.run()`)."""
+        s = self.settings
+        engine = Engine(
+            self.jobs,
+            self.task_runner(),
+            clock or SystemClock(),
+            self.engine_views(),
+            EngineSettings(
+                node=s.node,
+                max_concurrency=s.max_concurrency,
+                misfire_grace_seconds=s.misfire_grace_seconds,
+                shutdown_grace_seconds=s.shutdown_grace_seconds,
+                poll_seconds=s.poll_seconds,
+            ),
+        )
+        self.jobs.on_recorded(engine.log_changed)
+        self._log_listeners.append(engine.log_changed)
+        return engine
 
     def engine_views(self) -> CoreEngineViews:
         """The read models an engine reads at start, caught up first."""
@@ -90,8 +157,14 @@ class Core:
     def start(self) -> None:
         """Follow the log: projections in threads, woken by this process and the store."""
         self.projections.start(self.settings.poll_seconds)
-        self._follower = LogFollower(self.jobs.recorder, self.projections)
+        self._follower = LogFollower(self.jobs.recorder, self._notice)
         self._follower.start()
+
+    def _notice(self, position: int) -> None:
+        """Another process wrote to the log (PostgreSQL tells at once)."""
+        self.projections.wake(position)
+        for listener in self._log_listeners:
+            listener(position)
 
     def close(self) -> None:
         """Stop following and close connections."""

@@ -46,7 +46,7 @@ class FakeClock:
         self._now += timedelta(seconds=seconds)
         with self._lock:
             moved, self._moved = self._moved, []
-        if self.loop is not None:
+        if self.loop is not None and not self.loop.is_closed():
             for event in moved:
                 self.loop.call_soon_threadsafe(event.set)
 
@@ -97,7 +97,8 @@ def running_engine(
     def main() -> None:
         async def go() -> None:
             task = asyncio.create_task(engine.run())
-            await engine.started.wait()
+            ready = asyncio.create_task(engine.started.wait())
+            await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
             started.set()
             await task
 

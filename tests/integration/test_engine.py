@@ -8,7 +8,7 @@ from typing import Any
 
 from application.jobs import Fire
 from interfaces.composition import Core
-from tests.engine_support import ScriptedRunner, running_engine, wait_for
+from tests.engine_support import FakeClock, ScriptedRunner, running_engine, wait_for
 
 
 def every_second(name: str = "tick", **extra: Any) -> dict[str, Any]:
@@ -177,3 +177,74 @@ def test_a_fire_recorded_by_another_engine_is_not_run_here(core: Core, make_core
 
     assert won == []
     assert runner.for_job(job_id) == []
+
+
+def _down_for_ten_minutes(
+    core: Core, policy: str, **extra: Any
+) -> tuple[Any, FakeClock, ScriptedRunner]:
+    job_id = core.jobs.create_job("acme", every_second(misfirePolicy=policy, **extra), by="ana").id
+    created = next(iter(core.jobs.events.get(job_id))).timestamp
+    clock = FakeClock(created + timedelta(minutes=10))
+    return job_id, clock, ScriptedRunner()
+
+
+def skips_of(core: Core, job_id: Any) -> list[dict[str, Any]]:
+    core.projections.catch_up()
+    return sorted(
+        (s for s in core.skips_view.dump()[1].values() if s["jobId"] == str(job_id)),
+        key=lambda s: s["from"],
+    )
+
+
+def test_ten_minutes_without_an_engine_leave_one_missed_record(core: Core) -> None:
+    job_id, clock, runner = _down_for_ten_minutes(core, "skip")
+
+    with running_engine(core, runner, clock, misfire_grace_seconds=0):
+        pass
+
+    (run,) = skips_of(core, job_id)
+    assert run["reason"] == "MISSED"
+    assert 599 <= run["count"] <= 600
+    assert runner.requests == []
+
+
+def test_run_once_catches_up_the_latest_missed_slot(core: Core) -> None:
+    job_id, clock, runner = _down_for_ten_minutes(core, "runOnce")
+
+    with running_engine(core, runner, clock, misfire_grace_seconds=0):
+        wait_for(lambda: executions_of(core, job_id, status="succeeded"), what="the catch-up")
+
+    (row,) = executions_of(core, job_id)
+    assert row["trigger"] == "catch-up"
+    assert row["scheduledFor"] == skips_of(core, job_id)[-1]["to"][:17] + row["scheduledFor"][17:]
+    assert [s["reason"] for s in skips_of(core, job_id)] == ["MISSED"]
+
+
+def test_run_all_catches_up_each_slot_inside_the_window(core: Core) -> None:
+    job_id, clock, runner = _down_for_ten_minutes(core, "runAll", catchUpWindowSeconds=30)
+
+    with running_engine(core, runner, clock, misfire_grace_seconds=0, max_concurrency=50):
+        wait_for(
+            lambda: len(executions_of(core, job_id, status="succeeded")) >= 30, what="catch-ups"
+        )
+
+    rows = executions_of(core, job_id)
+    assert {r["trigger"] for r in rows} == {"catch-up"}
+    assert 30 <= len(rows) <= 31
+    (outside,) = skips_of(core, job_id)
+    assert outside["reason"] == "OUTSIDE_CATCH_UP_WINDOW"
+    assert len(rows) + outside["count"] in (600, 601)
+
+
+def test_a_restarted_engine_resumes_after_the_last_decided_slot(core: Core) -> None:
+    job_id, clock, runner = _down_for_ten_minutes(core, "skip")
+    with running_engine(core, runner, clock, misfire_grace_seconds=0):
+        pass
+    clock.advance(120)
+
+    with running_engine(core, runner, clock, misfire_grace_seconds=0):
+        pass
+
+    runs = skips_of(core, job_id)
+    assert [r["reason"] for r in runs] == ["MISSED", "MISSED"]
+    assert 719 <= sum(r["count"] for r in runs) <= 720  # no slot counted twice
