@@ -22,6 +22,7 @@ import orjson
 
 from application.audit import job_history
 from application.projection_runner import ProjectionRunner
+from application.slot_ledger import slot_ledger
 from application.verify import verify_projection
 from domain.errors import DomainError
 from domain.instants import iso_ms, parse_instant
@@ -131,6 +132,31 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     sys.stdout.write(
         f"{len(recorded)} slot(s) recorded for backfill (slots already run are not run again)\n"
     )
+    return OK
+
+
+def cmd_slots(args: argparse.Namespace) -> int:
+    """What happened at each slot of a job in [--from, --to), and why."""
+    start, end = parse_instant(args.start, "--from"), parse_instant(args.end, "--to")
+    core = Core(Settings.from_env(data_dir=args.data_dir))
+    try:
+        core.projections.catch_up()
+        ledger = slot_ledger(
+            core.jobs, core.executions_view, core.skips_view, args.tenant, args.job_id,
+            start, end, datetime.now(UTC),
+        )  # fmt: skip
+    finally:
+        core.close()
+    if args.json:
+        _print_json(ledger)
+        return OK
+    for entry in ledger:
+        why = (
+            entry.get("reason")
+            or (entry.get("error") or {}).get("code")
+            or entry.get("trigger", "")
+        )
+        sys.stdout.write(f"{entry['slot']}  {entry['outcome']:<10} {why}\n")
     return OK
 
 
@@ -248,6 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--to", dest="end", required=True, help="ISO 8601 instant (excluded)")
     backfill.add_argument("--by", default="cli", help="who asks (default: cli)")
     backfill.set_defaults(run=cmd_backfill)
+
+    slots = sub.add_parser(
+        "slots", parents=[common], help="each slot of a job in a range: run or skipped, and why"
+    )
+    slots.add_argument("job_id")
+    slots.add_argument("--from", dest="start", required=True, help="ISO 8601 instant (included)")
+    slots.add_argument("--to", dest="end", required=True, help="ISO 8601 instant (excluded)")
+    slots.add_argument("--json", action="store_true", help="print JSON")
+    slots.set_defaults(run=cmd_slots)
 
     jobs = sub.add_parser("jobs", help="create and list jobs from the command line")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")

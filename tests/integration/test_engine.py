@@ -248,3 +248,35 @@ def test_a_restarted_engine_resumes_after_the_last_decided_slot(core: Core) -> N
     runs = skips_of(core, job_id)
     assert [r["reason"] for r in runs] == ["MISSED", "MISSED"]
     assert 719 <= sum(r["count"] for r in runs) <= 720  # no slot counted twice
+
+
+def test_every_slot_of_a_window_has_exactly_one_record_in_the_ledger(core: Core) -> None:
+    from application.slot_ledger import slot_ledger
+
+    job_id = core.jobs.create_job(
+        "acme", every_second("slow", concurrencyPolicy="skip"), by="ana"
+    ).id
+    gate = threading.Event()
+    runner = ScriptedRunner(gate={job_id: gate})
+
+    with running_engine(core, runner) as engine:
+        wait_for(lambda: engine.stats.skipped >= 3, what="overlapping slots")
+        gate.set()
+        wait_for(
+            lambda: len(executions_of(core, job_id, status="succeeded")) >= 3, what="more runs"
+        )
+        now = engine.clock.now()
+    core.projections.catch_up()
+    created = next(iter(core.jobs.events.get(job_id))).timestamp
+
+    ledger = slot_ledger(core.jobs, core.executions_view, core.skips_view, "acme", job_id,
+                         created, now - timedelta(seconds=1), now)  # fmt: skip
+
+    schedule = core.jobs.get_job("acme", job_id).schedule
+    assert [e["slot"] for e in ledger] == [
+        s.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        for s in schedule.slots(created, now - timedelta(seconds=1))
+    ]
+    outcomes = {e["outcome"] for e in ledger}
+    assert "undecided" not in outcomes and "skipped" in outcomes and "succeeded" in outcomes
+    assert {e["reason"] for e in ledger if e["outcome"] == "skipped"} == {"OVERLAP"}
