@@ -115,6 +115,7 @@ class Engine:
         self._seq = itertools.count()
         self._active: dict[UUID, set[UUID]] = {}  # unfinished executions per job, any node
         self._job_of: dict[UUID, UUID] = {}  # job of each unfinished execution
+        self._mine: set[UUID] = set()  # executions this engine recorded, until the log says done
         self._tasks: dict[UUID, asyncio.Task[None]] = {}  # executions running in this process
         self._cancel_codes: dict[UUID, str] = {}
         self._queued: dict[UUID, tuple[Execution, Job]] = {}
@@ -315,6 +316,9 @@ class Engine:
             return
         self.stats.fired += len(fires)
         self.stats.won += len(won)
+        if len(self._mine) > 1_000_000:  # only a shortcut: forgetting costs a decode, no more
+            self._mine.clear()
+        self._mine.update(e.id for e in won)
         by_job = {e.job.id: e for e, _ in fires}
         for execution in won:
             entry = by_job[execution.job_id]
@@ -526,12 +530,14 @@ class Engine:
             if n.topic in JOB_TOPICS:
                 changed.add(n.originator_id)
             elif n.topic == SCHEDULED_TOPIC:
-                if execution_id in self._job_of:
+                if execution_id in self._job_of or execution_id in self._mine:
                     continue  # this engine's own fire, known already: no need to decode it
                 event = self.jobs.mapper.to_domain_event(n)
                 self._track(event.job_id, execution_id)
                 if event.trigger in CLAIMED_TRIGGERS:
                     await self._claim(execution_id, event.job_id)
+            elif execution_id in self._mine:
+                self._mine.discard(execution_id)  # finished here, and seen done in the log
             elif execution_id not in self._tasks:  # finished on another node
                 job_id = self._job_of.get(execution_id)
                 if job_id is not None:
