@@ -280,3 +280,84 @@ def test_every_slot_of_a_window_has_exactly_one_record_in_the_ledger(core: Core)
     outcomes = {e["outcome"] for e in ledger}
     assert "undecided" not in outcomes and "skipped" in outcomes and "succeeded" in outcomes
     assert {e["reason"] for e in ledger if e["outcome"] == "skipped"} == {"OVERLAP"}
+
+
+def test_allow_lets_fires_overlap(core: Core) -> None:
+    job_id = core.jobs.create_job(
+        "acme", every_second("overlapping", concurrencyPolicy="allow"), by="ana"
+    ).id
+    gate = threading.Event()
+    runner = ScriptedRunner(gate={job_id: gate})
+
+    with running_engine(core, runner, max_concurrency=10) as engine:
+        wait_for(lambda: len(runner.for_job(job_id)) >= 3, what="three runs at once")
+        gate.set()
+        assert engine.stats.skipped == 0
+
+
+def test_queue_buffers_one_fire_and_skips_the_rest(core: Core) -> None:
+    job_id = core.jobs.create_job(
+        "acme", every_second("queued", concurrencyPolicy="queue"), by="ana"
+    ).id
+    gate = threading.Event()
+    runner = ScriptedRunner(gate={job_id: gate})
+
+    with running_engine(core, runner) as engine:
+        wait_for(lambda: runner.for_job(job_id), what="the first run")
+        wait_for(lambda: engine.stats.skipped >= 2, what="slots beyond the queued one")
+        assert len(runner.for_job(job_id)) == 1  # the queued one waits
+        gate.set()
+        wait_for(lambda: len(runner.for_job(job_id)) >= 2, what="the queued run")
+
+    rows = executions_of(core, job_id)
+    queued = sorted(rows, key=lambda r: r["scheduledFor"])[1]
+    first_finished = sorted(rows, key=lambda r: r["scheduledFor"])[0]["finishedAt"]
+    assert queued["startedAt"] >= first_finished
+
+
+def test_replace_cancels_the_running_execution(core: Core) -> None:
+    job_id = core.jobs.create_job(
+        "acme", every_second("replaced", concurrencyPolicy="replace"), by="ana"
+    ).id
+    gate = threading.Event()
+    runner = ScriptedRunner(gate={job_id: gate})
+
+    with running_engine(core, runner):
+        wait_for(lambda: executions_of(core, job_id, status="failed"), what="a replaced run")
+        gate.set()
+
+    replaced = executions_of(core, job_id, status="failed")[0]
+    assert replaced["error"]["code"] == "REPLACED"
+
+
+def test_a_deleted_job_stops_firing(core: Core) -> None:
+    job_id = core.jobs.create_job("acme", every_second(), by="ana").id
+    runner = ScriptedRunner()
+
+    with running_engine(core, runner) as engine:
+        wait_for(lambda: runner.for_job(job_id), what="a first fire")
+        core.jobs.delete_job("acme", job_id, by="ana")
+        wait_for(lambda: engine.scheduled_jobs == 0, what="the engine to drop the job")
+        count = len(runner.for_job(job_id))
+        stopped_at = engine.clock.now()
+        wait_for(lambda: engine.clock.now() > stopped_at + timedelta(seconds=2.5), what="time")
+        assert len(runner.for_job(job_id)) <= count + 1
+
+
+def test_retries_wait_as_the_backoff_says(core: Core) -> None:
+    retry = {"maxRetries": 2, "retryDelaySeconds": 1, "backoff": "exponential"}
+    job_id = core.jobs.create_job(
+        "acme", every_second("backoff", pattern="0 0 1 1 *", retry=retry), by="ana"
+    ).id
+    runner = ScriptedRunner(failures={job_id: 2})
+
+    with running_engine(core, runner):
+        execution_id = core.jobs.trigger_job("acme", job_id, by="ana").id
+        wait_for(
+            lambda: executions_of(core, job_id, status="succeeded"), what="success", timeout=30
+        )
+
+    failed = [e for e in core.jobs.events.get(execution_id) if type(e).__name__ == "AttemptFailed"]
+    assert [round((e.next_attempt_at - e.at).total_seconds()) for e in failed] == [1, 2]
+    starts = [e.at for e in core.jobs.events.get(execution_id) if type(e).__name__ == "Started"]
+    assert starts[1] >= failed[0].next_attempt_at and starts[2] >= failed[1].next_attempt_at
