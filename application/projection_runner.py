@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
@@ -56,14 +56,19 @@ class ProjectionRunner:
 
     def step(self, stop: int | None = None) -> bool:
         """Apply the next batch of the log (up to `stop`); False when there was none."""
-        start = self._position
         notifications = self.recorder.select_notifications(
-            start=start, limit=self.batch_size, stop=stop, inclusive_of_start=False
+            start=self._position, limit=self.batch_size, stop=stop, inclusive_of_start=False
         )
         if not notifications:
             return False
+        self.apply(notifications, self.mapper.to_domain_event)
+        return True
+
+    def apply(self, notifications: Sequence[Any], decode: Callable[[Any], Any]) -> None:
+        """Fold a batch that follows this projection's position into its store, in one commit."""
+        start = self._position
         topics = self.projection.topics
-        events = [self.mapper.to_domain_event(n) for n in notifications if n.topic in topics]
+        events = [decode(n) for n in notifications if n.topic in topics]
         changes: dict[str, Any] = {}
         if events:
             key = self.projection.key
@@ -76,7 +81,6 @@ class ProjectionRunner:
             self._moved(last)
         else:  # another process applied this batch first: carry on from where it got to
             self._moved(self.store.position())
-        return True
 
     def catch_up(self, stop: int | None = None) -> int:
         """Apply every event up to the log's head (or `stop`), in this thread."""
@@ -177,6 +181,27 @@ class ProjectionSet:
         for runner in self.runners.values():
             runner.catch_up()
 
+    def rebuild_all(self, batch_size: int = 5000) -> int:
+        """Drop every read model and rebuild them in one pass over the log: each event is
+        read and decoded once, then folded into each projection that wants it."""
+        runners = list(self.runners.values())
+        for runner in runners:
+            runner.reset()
+        recorder, mapper = runners[0].recorder, runners[0].mapper
+        head = recorder.max_notification_id() or 0
+        position = 0
+        while position < head:
+            notifications = recorder.select_notifications(
+                start=position, limit=batch_size, stop=head, inclusive_of_start=False
+            )
+            if not notifications:
+                break
+            decode = _DecodeOnce(mapper)
+            for runner in runners:
+                runner.apply(notifications, decode)
+            position = notifications[-1].id
+        return position
+
     def start(self, poll_interval: float = 0.5) -> None:
         """Follow the log in one thread per projection."""
         for runner in self.runners.values():
@@ -193,6 +218,19 @@ class ProjectionSet:
             name: {"position": r.position, "lag": max(0, head - r.position)}
             for name, r in self.runners.items()
         }
+
+
+class _DecodeOnce:
+    """Decodes each notification of a batch at most once, however many projections want it."""
+
+    def __init__(self, mapper: Mapper[Any]) -> None:
+        self.mapper, self.decoded = mapper, {}
+
+    def __call__(self, notification: Any) -> Any:
+        event = self.decoded.get(notification.id)
+        if event is None:
+            event = self.decoded[notification.id] = self.mapper.to_domain_event(notification)
+        return event
 
 
 class LogFollower:

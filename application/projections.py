@@ -84,7 +84,11 @@ class JobsProjection(Projection):
 
 
 class ExecutionsProjection(Projection):
-    """One row per execution, with its latest status, result or error."""
+    """One row per execution, with its latest status, result or error.
+
+    The job snapshot stays in the log (`Execution.job_snapshot`, read for one execution's
+    detail): copied into every row it would triple the row's size for every list.
+    """
 
     name = "executions"
     event_classes = (
@@ -116,7 +120,6 @@ class ExecutionsProjection(Projection):
                 "nextAttemptAt": None,
                 "result": None,
                 "error": None,
-                "jobSnapshot": event.job_snapshot,
                 "createdAt": iso_ms(event.timestamp),
                 "createdBy": event.by,
                 "version": event.originator_version,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,13 @@ class Queries:
         if row is None:
             raise ExecutionNotFound(execution_id)
         return present(row)
+
+    def get_execution_detail(
+        self, tenant: str, execution_id: str, snapshot: Callable[[str], Row]
+    ) -> Row:
+        """One execution with the job snapshot it ran (kept in the log, given by `snapshot`)."""
+        row = self.get_execution(tenant, execution_id)
+        return {**row, "jobSnapshot": snapshot(row["id"])}
 
     def list_executions(
         self, tenant: str, offset: int = 0, limit: int = 50, **filters: Any

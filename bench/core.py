@@ -13,7 +13,6 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -204,13 +203,7 @@ def bench_replay(kind: str, total: int) -> None:
             emit(bench="projection-catch-up", store=kind, projection=name, events=head,
                  seconds=round(elapsed, 2), events_per_s=round(head / elapsed))  # fmt: skip
         started = time.perf_counter()
-        for runner in core.projections.runners.values():
-            runner.reset()
-        threads = [threading.Thread(target=r.catch_up) for r in core.projections.runners.values()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        core.projections.rebuild_all()
         elapsed = time.perf_counter() - started
         emit(bench="rebuild-all", store=kind, events=head, seconds=round(elapsed, 2),
              events_per_s=round(head / elapsed))  # fmt: skip

@@ -191,6 +191,15 @@ class SqlJobsView(SqlProjectionStore):
     def get_job(self, tenant: str, job_id: str) -> Row | None:
         return self._one(tenant, job_id)
 
+    def counts(self, tenant: str) -> tuple[int, int]:
+        """The tenant's jobs: total and enabled."""
+        with self.db.read() as c:
+            c.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(enabled), 0) FROM {self.table} WHERE tenant=?", (tenant,)
+            )
+            total, enabled = c.fetchone()
+        return int(total), int(enabled)
+
     def enabled_job_ids(self) -> list[str]:
         """Every enabled job of every tenant (for an engine starting up)."""
         with self.db.read() as c:
@@ -235,15 +244,57 @@ class SqlExecutionsView(SqlProjectionStore):
         Column("job_id", "TEXT NOT NULL", lambda r: r["jobId"]),
         Column("status", "TEXT NOT NULL", lambda r: r["status"]),
         Column("scheduled_for", "TEXT NOT NULL", lambda r: r["scheduledFor"]),
+        Column("finished_at", "TEXT", lambda r: r.get("finishedAt")),
+        Column("duration_ms", "BIGINT", lambda r: r.get("durationMs")),
     )
     # every index costs each write: a job's history, the recent list, and unfinished runs
-    indexes = ("tenant, job_id, scheduled_for", "tenant, scheduled_for", "status")
+    indexes = ("tenant, job_id, scheduled_for", "tenant, scheduled_for", "status", "tenant, finished_at")
 
     def __init__(self, db: Database, name: str = "executions") -> None:
         super().__init__(db, name)
 
     def get_execution(self, tenant: str, execution_id: str) -> Row | None:
         return self._one(tenant, execution_id)
+
+    def window_stats(self, tenant: str, since: str) -> dict[str, Any]:
+        """Outcomes of executions finished since `since`, and their duration percentiles."""
+        where = "tenant=? AND finished_at>=?"
+        with self.db.read() as c:
+            c.execute(
+                f"SELECT status, COUNT(*) FROM {self.table} WHERE {where} GROUP BY status",
+                (tenant, since),
+            )
+            counts = dict(c.fetchall())
+            c.execute(
+                f"SELECT COUNT(*) FROM {self.table} WHERE {where} AND duration_ms IS NOT NULL",
+                (tenant, since),
+            )
+            timed = int(c.fetchone()[0])
+            percentiles: dict[str, int | None] = {}
+            for name, p in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
+                if not timed:
+                    percentiles[name] = None
+                    continue
+                c.execute(
+                    f"SELECT duration_ms FROM {self.table} WHERE {where} AND duration_ms IS NOT NULL "
+                    "ORDER BY duration_ms LIMIT 1 OFFSET ?",
+                    (tenant, since, max(0, min(timed - 1, int(p * timed + 0.5) - 1))),
+                )
+                percentiles[name] = int(c.fetchone()[0])
+        return {
+            "succeeded": int(counts.get("succeeded", 0)),
+            "failed": int(counts.get("failed", 0)),
+            "durationMs": percentiles,
+        }
+
+    def count_status(self, tenant: str | None, status: str) -> int:
+        """Executions now in `status` (all tenants when `tenant` is None)."""
+        with self.db.read() as c:
+            if tenant is None:
+                c.execute(f"SELECT COUNT(*) FROM {self.table} WHERE status=?", (status,))
+            else:
+                c.execute(f"SELECT COUNT(*) FROM {self.table} WHERE tenant=? AND status=?", (tenant, status))
+            return int(c.fetchone()[0])
 
     def unfinished(self) -> list[Row]:
         """Executions of every tenant still pending or running."""

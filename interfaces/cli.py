@@ -77,9 +77,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         runners: list[ProjectionRunner] = list(core.projections.runners.values())
         if not args.verify:
-            for runner in runners:
-                position = runner.rebuild()
-                sys.stdout.write(f"{runner.name}: rebuilt to position {position}\n")
+            position = core.projections.rebuild_all()
+            names = ", ".join(r.name for r in runners)
+            sys.stdout.write(f"{names}: rebuilt to position {position}\n")
             return OK
         core.projections.catch_up()
         with tempfile.TemporaryDirectory(prefix="cronsource-verify-") as scratch_dir:
@@ -226,6 +226,96 @@ def cmd_engine(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the API (and run the engine unless CRONSOURCE_ENGINE=off) until SIGTERM/SIGINT."""
+    import uvicorn
+
+    from infrastructure.auth import AuthSettings, TokenVerifier, mint_token
+    from interfaces.http.app import PREFIX, build_app
+
+    level = os.environ.get("CRONSOURCE_LOG_LEVEL", "INFO")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env(data_dir=args.data_dir)
+    auth, created = AuthSettings.from_env(os.environ, settings.data_dir)
+    run_engine = os.environ.get("CRONSOURCE_ENGINE", "on").lower() not in (
+        "off",
+        "0",
+        "false",
+        "no",
+    )
+    core = Core(settings)
+    try:
+        core.start()
+        _bootstrap_at_start(core)
+        engine = core.engine() if run_engine else None
+        app = build_app(core, TokenVerifier(auth), engine, run_engine=run_engine)
+        base = f"http://{args.host}:{args.port}{PREFIX}"
+        if created is not None and auth.secret:
+            token = mint_token(auth, auth.secret, subject="admin", ttl_seconds=30 * 24 * 3600)
+            sys.stdout.write(
+                f"cronsource: generated a signing key in {created} (keep it private)\n"
+                f"admin token (30 days): {token}\n"
+                f"try: curl -H 'Authorization: Bearer {token}' {base}/jobs\n"
+            )
+        else:
+            sys.stdout.write("cronsource: mint a token with `cronsource token --sub NAME`\n")
+        mode = "API and engine" if run_engine else "API only (CRONSOURCE_ENGINE=off)"
+        sys.stdout.write(f"cronsource: serving {mode} on {base}\n")
+        sys.stdout.flush()
+        uvicorn.run(app, host=args.host, port=args.port, log_level=level.lower(), lifespan="on",
+                    timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5)  # fmt: skip
+    finally:
+        core.close()
+    return OK
+
+
+def _bootstrap_at_start(core: Core) -> None:
+    folder = os.environ.get("CRONSOURCE_BOOTSTRAP_DIR")
+    if not folder:
+        return
+    from interfaces.bootstrap import run_bootstrap
+
+    summary = run_bootstrap(core, Path(folder))
+    sys.stdout.write(f"cronsource: bootstrap {folder}:\n{summary}\n")
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    """Sync jobs from a folder of application folders, each with a jobs.json."""
+    from interfaces.bootstrap import run_bootstrap
+
+    logging.basicConfig(
+        level=os.environ.get("CRONSOURCE_LOG_LEVEL", "INFO"),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    core = Core(Settings.from_env(data_dir=args.data_dir))
+    try:
+        summary = run_bootstrap(core, Path(args.path))
+    finally:
+        core.close()
+    sys.stdout.write(f"{summary}\n")
+    return OK
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a JWT signed with the configured HS256 key."""
+    from infrastructure.auth import SCOPES, AuthSettings, mint_token
+
+    settings = Settings.from_env(data_dir=args.data_dir)
+    auth, _ = AuthSettings.from_env(os.environ, settings.data_dir)
+    if not auth.secret:
+        raise DomainError(
+            "token: the service verifies RS256 tokens; mint them with your identity provider"
+        )
+    scopes = args.scopes.split() if args.scopes is not None else list(SCOPES)
+    try:
+        token = mint_token(auth, auth.secret, subject=args.sub, tenant=args.tenant, scopes=scopes,
+                           ttl_seconds=args.ttl, issuer=auth.issuer)  # fmt: skip
+    except ValueError as e:
+        raise DomainError(f"token: {e}") from None
+    sys.stdout.write(token + "\n")
+    return OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(prog="cronsource", description=__doc__.splitlines()[0])
@@ -258,6 +348,25 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     replay.add_argument("--max-differences", type=int, default=20, help=argparse.SUPPRESS)
     replay.set_defaults(run=cmd_replay)
+
+    serve = sub.add_parser("serve", parents=[common], help="serve the API and run the engine")
+    serve.add_argument("--host", default=os.environ.get("CRONSOURCE_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("CRONSOURCE_PORT", "3000")))
+    serve.set_defaults(run=cmd_serve)
+
+    token = sub.add_parser("token", parents=[common], help="print a JWT for the configured key")
+    token.add_argument("--sub", required=True, help="the user (becomes createdBy/updatedBy)")
+    token.add_argument(
+        "--scopes", default=None, help='space-separated (default: all), e.g. "jobs:read"'
+    )
+    token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    token.set_defaults(run=cmd_token)
+
+    bootstrap = sub.add_parser(
+        "bootstrap", parents=[common], help="sync jobs from application folders with jobs.json"
+    )
+    bootstrap.add_argument("path")
+    bootstrap.set_defaults(run=cmd_bootstrap)
 
     engine = sub.add_parser(
         "engine", parents=[common], help="run the scheduling engine (stops on SIGTERM/SIGINT)"

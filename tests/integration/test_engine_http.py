@@ -75,7 +75,8 @@ def test_bearer_and_basic_auth_reach_the_target(core: Core, target: Target) -> N
         target.at("/basic")[0].headers["Authorization"]
         == "Basic " + base64.b64encode(b"u:p").decode()
     )
-    assert rows(core, ids[0])[0]["jobSnapshot"]["taskConfig"]["auth"]["token"] == "***"
+    execution = core.jobs.get_execution("acme", rows(core, ids[0])[0]["id"])
+    assert execution.job_snapshot["taskConfig"]["auth"]["token"] == "***"
 
 
 def _failure_code(

@@ -23,7 +23,10 @@ def test_a_trigger_records_a_pending_manual_execution(core: Core) -> None:
 
     row = core.queries.get_execution("acme", str(written.id))
     assert (row["status"], row["trigger"], row["createdBy"]) == ("pending", "manual", "bo")
-    assert row["jobSnapshot"]["taskConfig"]["auth"]["token"] == "***"
+    snapshot = core.jobs.get_execution("acme", written.id).job_snapshot
+    assert snapshot["taskConfig"]["auth"]["token"] == "***"
+    detail = core.queries.get_execution_detail("acme", str(written.id), lambda i: snapshot)
+    assert detail["jobSnapshot"] == snapshot
     assert row["jobVersion"] == 1
 
 
