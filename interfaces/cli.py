@@ -290,10 +290,12 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     core = Core(Settings.from_env(data_dir=args.data_dir))
     try:
         summary = run_bootstrap(core, Path(args.path))
+    except (FileNotFoundError, NotADirectoryError) as e:
+        raise DomainError(f"bootstrap: {e}") from None
     finally:
         core.close()
     sys.stdout.write(f"{summary}\n")
-    return OK
+    return OK if summary.ok else USAGE  # an invalid job or a broken file is bad input
 
 
 def cmd_token(args: argparse.Namespace) -> int:

@@ -135,3 +135,24 @@ def test_a_bad_store_url_fails_with_exit_3() -> None:
 
     assert result.returncode == 3
     assert "CRONSOURCE_DATABASE_URL" in result.stderr
+
+
+def test_bootstrap_syncs_a_folder_and_says_what_it_did(database_url: str, tmp_path: Path) -> None:
+    app = tmp_path / "boot" / "crm"
+    app.mkdir(parents=True)
+    (app / "jobs.json").write_text(json.dumps([{"name": "crm-health-check", "pattern": "*/5 * * * *",
+        "taskType": "HttpInvokerTask", "taskConfig": {"url": "http://crm-service/health", "timeout": 5000}}]))  # fmt: skip
+
+    first = cronsource("bootstrap", str(tmp_path / "boot"), database_url=database_url)
+    second = cronsource("bootstrap", str(tmp_path / "boot"), database_url=database_url)
+
+    assert first.returncode == 0, first.stderr
+    assert "app crm: 1 created" in first.stdout
+    assert "0 created" in second.stdout and second.returncode == 0
+
+
+def test_bootstrap_of_a_missing_folder_fails_clearly(database_url: str, tmp_path: Path) -> None:
+    result = cronsource("bootstrap", str(tmp_path / "nowhere"), database_url=database_url)
+
+    assert result.returncode == 2
+    assert "nowhere" in result.stderr
