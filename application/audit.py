@@ -9,6 +9,7 @@ from application.jobs import Jobs, parse_id
 from application.projections import JobsProjection
 from application.public_events import public_data, public_type
 from domain.errors import InvalidField, JobNotFound
+from domain.execution import slot_instant
 from domain.instants import iso_ms
 from domain.job import Job
 
@@ -55,8 +56,8 @@ def job_as_of(
         if not 1 <= version <= events[-1].originator_version:
             raise InvalidField("version", f"must be between 1 and {events[-1].originator_version}")
         events = [e for e in events if e.originator_version <= version]
-    if at is not None:
-        events = [e for e in events if e.timestamp <= at]
+    if at is not None:  # instants are shown to the millisecond: compare at that precision
+        events = [e for e in events if slot_instant(e.timestamp) <= at]
         if not events:
             raise InvalidField("asOf", "the job did not exist yet at that instant")
     row: dict[str, Any] | None = None

@@ -1,0 +1,173 @@
+"""The Starlette application: the API under /_/scheduler, its auth, limits and problems."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from infrastructure.auth import AuthError, Principal, TokenVerifier, bearer_token
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from application.engine import Engine
+from domain.errors import DomainError
+from domain.instants import iso_ms
+from interfaces.composition import Core
+from interfaces.http.api import api
+from interfaces.http.problems import (
+    HttpProblem,
+    PayloadTooLarge,
+    Unauthorized,
+    problem,
+    problem_response,
+)
+from interfaces.http.routing import openapi
+
+PREFIX = "/_/scheduler"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits (configurable)."""
+
+    max_body_bytes: int = 1024 * 1024
+    default_page_size: int = 50
+    max_page_size: int = 500
+    max_preview: int = 100
+    max_projection_lag: int = 10_000
+
+
+class BodyLimit:
+    """Refuses a request body over the limit with 413, before reading it whole."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise PayloadTooLarge(f"the body is over {self.limit} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(413, "Content Too Large", f"the body is over {self.limit} bytes")
+        await response(scope, receive, send)
+
+
+def build_app(core: Core, verifier: TokenVerifier, engine: Engine | None = None,
+              limits: Limits | None = None, run_engine: bool = False) -> Starlette:  # fmt: skip
+    """The only place the HTTP layer is put together."""
+    limits = limits or Limits()
+
+    async def authenticate(request: Request) -> Principal:
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
+        try:
+            if verifier.needs_io:
+                return await run_in_threadpool(verifier.verify, token)
+            return verifier.verify(token)
+        except AuthError as e:
+            raise Unauthorized(str(e)) from None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = None
+        if run_engine and engine is not None:
+            task = asyncio.create_task(engine.run(), name="engine")
+        try:
+            yield
+        finally:
+            if task is not None:
+                engine.stop()  # type: ignore[union-attr]
+                await task
+                await engine.runner.close()  # type: ignore[union-attr]
+
+    app = Starlette(
+        routes=[Mount(PREFIX, routes=api.routes(authenticate))],
+        exception_handlers={
+            HttpProblem: problem_response,
+            DomainError: problem_response,
+            HTTPException: problem_response,
+            Exception: problem_response,
+        },
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    app.state.core, app.state.prefix, app.state.limits = core, PREFIX, limits
+    app.state.openapi = openapi(api, PREFIX)
+    app.state.stats = _stats(core, engine)
+    app.state.readiness = _readiness(core, engine, limits)
+    app.state.engine = engine
+    return app
+
+
+def _stats(core: Core, engine: Engine | None) -> Callable[[str], dict[str, Any]]:
+    def stats(tenant: str) -> dict[str, Any]:
+        total, enabled = core.jobs_view.counts(tenant)
+        since = iso_ms(datetime.now(UTC) - timedelta(hours=24)) or ""
+        window = core.executions_view.window_stats(tenant, since)
+        done = window["succeeded"] + window["failed"]
+        head = core.jobs.recorder.max_notification_id() or 0
+        return {
+            "jobs": {"total": total, "enabled": enabled},
+            "engine": {
+                "active": engine.scheduled_jobs if engine else 0,
+                "running": core.executions_view.count_status(tenant, "running"),
+                "queued": core.executions_view.count_status(tenant, "pending"),
+            },
+            "last24h": {
+                "succeeded": window["succeeded"],
+                "failed": window["failed"],
+                "successRate": round(window["succeeded"] / done, 4) if done else None,
+            },
+            "durationMs": window["durationMs"],
+            "projections": core.projections.lag(head),
+        }
+
+    return stats
+
+
+def _readiness(core: Core, engine: Engine | None, limits: Limits) -> Callable[[], dict[str, Any]]:
+    def readiness() -> dict[str, Any]:
+        checks: dict[str, Any] = {}
+        try:
+            head = core.jobs.recorder.max_notification_id() or 0
+            checks["store"] = {"ok": True}
+        except Exception as e:  # noqa: BLE001  # readiness reports any store failure as not ready
+            checks["store"] = {"ok": False, "error": type(e).__name__}
+            head = None
+        if head is not None:
+            lag = core.projections.lag(head)
+            behind = {n: v["lag"] for n, v in lag.items() if v["lag"] > limits.max_projection_lag}
+            checks["projections"] = {
+                "ok": not behind,
+                "lag": {n: v["lag"] for n, v in lag.items()},
+            }
+        if engine is not None:
+            checks["engine"] = {"ok": engine.started.is_set(), "jobs": engine.scheduled_jobs}
+        return {"ready": all(c.get("ok") for c in checks.values()), "checks": checks}
+
+    return readiness
