@@ -74,8 +74,9 @@ class Schedule(_Cache):
     timezone: str = "UTC"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.pattern, str):
-            raise InvalidField("pattern", "must be a string")
+        for name in ("pattern", "timezone"):
+            if not isinstance(getattr(self, name), str):
+                raise InvalidField(name, "must be a string")
         object.__setattr__(self, "pattern", self.pattern.strip())
         object.__setattr__(self, "_compiled", _compile(self.pattern, self.timezone))
 
@@ -98,14 +99,14 @@ class Schedule(_Cache):
         return rules.next_in_zone(lo)
 
     def latest_at_or_before(self, instant: datetime) -> datetime | None:
-        """The last fire at or before `instant`, in UTC; None if there is none within 50 years."""
+        """The last fire at or before `instant`, in UTC; None if none within 50 years."""
         hi = _utc_second(instant)
         rules = self._rules
         try:
             if rules.zone is None:
                 return rules.wall_at_or_before(hi.replace(tzinfo=None)).replace(tzinfo=UTC)
             return rules.latest_in_zone(hi)
-        except CroniterBadDateError:
+        except (CroniterBadDateError, OverflowError):  # nothing since the year 1
             return None
 
     def slots(self, start: datetime, end: datetime) -> Iterator[datetime]:
@@ -223,8 +224,6 @@ class _Rules:
 @lru_cache(maxsize=4096)
 def _compile(pattern: str, timezone: str) -> _Rules:
     """Check a pattern and a zone, and build what evaluating them needs."""
-    if not isinstance(timezone, str):
-        raise InvalidField("timezone", "must be a string")
     if timezone not in _known_zones():
         raise InvalidField("timezone", f"unknown time zone {timezone!r}")
     fields = _split(pattern)
@@ -232,8 +231,16 @@ def _compile(pattern: str, timezone: str) -> _Rules:
     names = ("second", *_FIELDS) if has_seconds else _FIELDS
     given = dict(zip(names, fields, strict=True))
     for name, text in given.items():
-        _check_field(name, text, names)
+        if any(_HASHED.fullmatch(part) for part in text.split(",")):
+            # croniter draws R anew in every process and wants a seed for H: no stable schedule
+            reason = "hashed (H) and random (R) values are not supported"
+            raise InvalidField("pattern", f"{name} field {text!r} is not valid: {reason}")
     expression = " ".join(_collapse_equal_ranges(text) for text in fields)
+    try:
+        croniter.expand(expression, second_at_beginning=has_seconds)
+    except CroniterError:
+        for name, text in given.items():  # find the field to blame
+            _check_field(name, text, names)
     _check_whole(expression, given, has_seconds)
     fixed_hour = not any(c in given["hour"] for c in "*/")
     return _Rules(expression, has_seconds, fixed_hour, timezone)
@@ -264,10 +271,6 @@ def _split(pattern: str) -> list[str]:
 
 def _check_field(name: str, text: str, names: tuple[str, ...]) -> None:
     """Try one field with `*` in all the others, so an error can say which field is wrong."""
-    if any(_HASHED.fullmatch(part) for part in text.split(",")):
-        raise InvalidField(
-            "pattern", f"{name} field {text!r} is not valid: hashed (H) and random (R) values"
-        )
     alone = " ".join(_collapse_equal_ranges(text) if n == name else "*" for n in names)
     try:
         croniter.expand(alone, second_at_beginning=len(names) > len(_FIELDS))
@@ -377,8 +380,8 @@ def _shift_at_or_before(zone: ZoneInfo, instant: datetime) -> _Shift:
 def _shifts_in_year(zone: ZoneInfo, year: int) -> tuple[_Shift, ...]:
     """The zone's transitions in one UTC calendar year, found by probing daily and bisecting.
 
-    zoneinfo does not publish its transitions; two of them less than a day apart would be
-    missed, which no zone has had in living memory.
+    zoneinfo does not publish its transitions. A pair less than a day apart that cancels out
+    would go unseen; the daily probes keep a year's search to a few hundred look-ups.
     """
     if not datetime.min.year < year < datetime.max.year:
         return ()
@@ -397,7 +400,7 @@ def _shifts_in_year(zone: ZoneInfo, year: int) -> tuple[_Shift, ...]:
 
 
 def _bisect_shift(zone: ZoneInfo, lo: datetime, lo_offset: timedelta, hi: datetime) -> _Shift:
-    """The first whole second in `(lo, hi]` off `lo_offset`, which `hi` is off."""
+    """The first whole second in `(lo, hi]` not on `lo_offset`; `hi` is not on it."""
     while hi - lo > _SECOND:
         mid = lo + (hi - lo) // _SECOND // 2 * _SECOND
         if _offset(zone, mid) == lo_offset:
