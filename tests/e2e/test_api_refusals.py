@@ -117,7 +117,7 @@ def test_bad_paging_and_filters_are_400(client: httpx.Client, params: dict[str, 
     response = client.get("/jobs", params=params)
 
     assert response.status_code == 400
-    assert list(params)[0] in response.json()["detail"]
+    assert next(iter(params)) in response.json()["detail"]
 
 
 # -- tokens ----------------------------------------------------------------------------------
