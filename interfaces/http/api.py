@@ -120,7 +120,7 @@ async def _job_response(
 # -- jobs ----------------------------------------------------------------------------------
 
 PAGING = {
-    "page": {"type": "integer", "minimum": 1},
+    "page": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
     "pageSize": {"type": "integer", "minimum": 1, "maximum": 500},
 }
 

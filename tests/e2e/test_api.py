@@ -218,3 +218,28 @@ def test_unknown_paths_answer_a_problem(client: httpx.Client) -> None:
 
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_a_job_created_through_an_api_only_node_fires_on_an_engine_node(
+    server: Server, tenant: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from tests.e2e.conftest import start_server, stop_server
+
+    if not server.database_url.startswith("postgresql"):
+        pytest.skip("an API-only node and an engine node share a PostgreSQL store")
+    api_only = start_server(server.database_url, tmp_path, CRONSOURCE_ENGINE="off")
+    try:
+        with serving() as target, api_only.client(tenant) as client:
+            doc = {
+                "name": "remote",
+                "pattern": "* * * * * *",
+                "taskConfig": {"url": target.url("/remote")},
+            }
+            job = create(client, doc)
+            wait_for(lambda: target.at("/remote"), what="the engine node to fire it")
+            executions = client.get(f"/jobs/{job['id']}/executions").json()
+        assert executions and {e["node"] for e in executions} == {server.env["CRONSOURCE_NODE"]}
+    finally:
+        stop_server(api_only)
