@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from application.jobs import parse_id
 from application.ports import ExecutionsView, JobsView, Row
 from domain.errors import ExecutionNotFound, JobNotFound
 
@@ -33,7 +34,7 @@ class Queries:
 
     def get_job(self, tenant: str, job_id: str) -> Row:
         """One job; another tenant's or a deleted one is not found."""
-        row = self.jobs.get_job(tenant, str(job_id))
+        row = self.jobs.get_job(tenant, str(parse_id(job_id, JobNotFound)))
         if row is None:
             raise JobNotFound(job_id)
         return present(row)
@@ -45,7 +46,7 @@ class Queries:
 
     def get_execution(self, tenant: str, execution_id: str) -> Row:
         """One execution; another tenant's is not found."""
-        row = self.executions.get_execution(tenant, str(execution_id))
+        row = self.executions.get_execution(tenant, str(parse_id(execution_id, ExecutionNotFound)))
         if row is None:
             raise ExecutionNotFound(execution_id)
         return present(row)

@@ -151,6 +151,8 @@ def _description(value: object) -> str | None:
         raise InvalidField("description", "must be a string")
     if len(value) > MAX_DESCRIPTION:
         raise InvalidField("description", f"must be at most {MAX_DESCRIPTION} characters")
+    if "\x00" in value:
+        raise InvalidField("description", "must not contain NUL characters")
     return value
 
 

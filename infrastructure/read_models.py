@@ -195,7 +195,8 @@ class SqlJobsView(SqlProjectionStore):
         """The tenant's jobs: total and enabled."""
         with self.db.read() as c:
             c.execute(
-                f"SELECT COUNT(*), COALESCE(SUM(enabled), 0) FROM {self.table} WHERE tenant=?", (tenant,)
+                f"SELECT COUNT(*), COALESCE(SUM(enabled), 0) FROM {self.table} WHERE tenant=?",
+                (tenant,),
             )
             total, enabled = c.fetchone()
         return int(total), int(enabled)
@@ -248,7 +249,12 @@ class SqlExecutionsView(SqlProjectionStore):
         Column("duration_ms", "BIGINT", lambda r: r.get("durationMs")),
     )
     # every index costs each write: a job's history, the recent list, and unfinished runs
-    indexes = ("tenant, job_id, scheduled_for", "tenant, scheduled_for", "status", "tenant, finished_at")
+    indexes = (
+        "tenant, job_id, scheduled_for",
+        "tenant, scheduled_for",
+        "status",
+        "tenant, finished_at",
+    )
 
     def __init__(self, db: Database, name: str = "executions") -> None:
         super().__init__(db, name)
@@ -293,7 +299,10 @@ class SqlExecutionsView(SqlProjectionStore):
             if tenant is None:
                 c.execute(f"SELECT COUNT(*) FROM {self.table} WHERE status=?", (status,))
             else:
-                c.execute(f"SELECT COUNT(*) FROM {self.table} WHERE tenant=? AND status=?", (tenant, status))
+                c.execute(
+                    f"SELECT COUNT(*) FROM {self.table} WHERE tenant=? AND status=?",
+                    (tenant, status),
+                )
             return int(c.fetchone()[0])
 
     def unfinished(self) -> list[Row]:

@@ -42,6 +42,8 @@ async def _visible(request: Request, written: Written) -> None:
 
 def _query(request: Request, name: str) -> str | None:
     value = request.query_params.get(name)
+    if value is not None and "\x00" in value:
+        raise BadRequest(f"{name}: must not contain NUL characters")
     return value if value not in (None, "") else None
 
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from infrastructure.auth import AuthError, Principal, TokenVerifier, bearer_token
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -20,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from application.engine import Engine
 from domain.errors import DomainError
 from domain.instants import iso_ms
+from infrastructure.auth import AuthError, Principal, TokenVerifier, bearer_token
 from interfaces.composition import Core
 from interfaces.http.api import api
 from interfaces.http.problems import (

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from infrastructure.auth import Principal
 from jsonschema import Draft202012Validator
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from domain.errors import InvalidField, InvalidFields
+from infrastructure.auth import Principal
 from interfaces.http.problems import BadRequest, Forbidden
 from interfaces.http.schemas import PROBLEM, Schema
 
@@ -145,9 +145,25 @@ async def json_body(request: Request, schema: Schema | None, *, required: bool =
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise BadRequest(f"the body is not valid JSON: {e}") from None
+    _refuse_nul(doc, "")
     if schema is not None:
         validate(doc, schema)
     return doc
+
+
+def _refuse_nul(value: Any, path: str) -> None:
+    """NUL cannot be stored in PostgreSQL text: refuse it in any string, naming where."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidField(path or "body", "must not contain NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                raise InvalidField(path or "body", "field names must not contain NUL characters")
+            _refuse_nul(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_nul(item, f"{path}[{i}]")
 
 
 def openapi(api: Api, prefix: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ class Server:
     data_dir: Path
     proc: subprocess.Popen[str]
     env: dict[str, str]
+    log: Path
 
     def token(
         self, sub: str = "ana", tenant: str = "default", scopes: Any = SCOPES, **claims: Any
@@ -73,10 +74,12 @@ def start_server(database_url: str, data_dir: Path, **env_overrides: str) -> Ser
         "CRONSOURCE_LOG_LEVEL": "WARNING",
         **env_overrides,
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "interfaces.cli", "serve", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
-    )  # fmt: skip
+    log = data_dir / f"server-{port}.log"
+    with log.open("w") as out:  # a file, not a pipe: a full pipe would stall the server
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "interfaces.cli", "serve", "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+        )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -86,14 +89,20 @@ def start_server(database_url: str, data_dir: Path, **env_overrides: str) -> Ser
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            output = proc.stdout.read() if proc.stdout else ""
             proc.kill()
-            raise RuntimeError(f"cronsource serve did not start:\n{output}")
+            raise RuntimeError(f"cronsource serve did not start:\n{log.read_text()}")
         time.sleep(0.05)
-    return Server(base, database_url, data_dir, proc, env)
+    return Server(base, database_url, data_dir, proc, env, log)
 
 
 def stop_server(server: Server) -> None:
+    errors = [
+        line
+        for line in server.log.read_text().splitlines()
+        if "ERROR" in line or "Traceback" in line
+    ]
+    if errors:  # make a server-side error visible in the test output
+        print(f"server log {server.log} has errors:\n" + server.log.read_text()[-5000:])
     if server.proc.poll() is None:
         server.proc.send_signal(signal.SIGTERM)
         try:
