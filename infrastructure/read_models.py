@@ -305,6 +305,19 @@ class SqlExecutionsView(SqlProjectionStore):
                 )
             return int(c.fetchone()[0])
 
+    def prune(self, cutoffs: Mapping[str, str | None]) -> int:
+        """Delete finished rows older than their status's cutoff; the log keeps them."""
+        deleted = 0
+        with self.db.write() as c:
+            for status, cutoff in cutoffs.items():
+                if cutoff is None:
+                    continue
+                c.execute(
+                    f"DELETE FROM {self.table} WHERE status=? AND finished_at<?", (status, cutoff)
+                )
+                deleted += max(0, c.rowcount)
+        return deleted
+
     def unfinished(self) -> list[Row]:
         """Executions of every tenant still pending or running."""
         with self.db.read() as c:

@@ -6,6 +6,7 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from application.engine import Engine, EngineSettings
@@ -14,6 +15,7 @@ from application.ports import Clock
 from application.projection_runner import LogFollower, ProjectionRunner, ProjectionSet
 from application.projections import all_projections
 from application.queries import Queries
+from application.retention import Retention
 from infrastructure.clock import SystemClock
 from infrastructure.functions import FunctionRegistry, FunctionTaskRunner
 from infrastructure.http_runner import HttpTaskRunner
@@ -42,6 +44,8 @@ class Settings:
     allow_targets: str = ""
     functions: str = ""
     max_concurrency: int = 5
+    retention_days: int = 30
+    failed_retention_days: int = 90
     misfire_grace_seconds: float = 10.0
     shutdown_grace_seconds: float = 30.0
 
@@ -61,6 +65,8 @@ class Settings:
         numbers = {
             "CRONSOURCE_PROJECTION_POLL_SECONDS": ("poll_seconds", float),
             "SCHEDULER_MAX_CONCURRENCY": ("max_concurrency", int),
+            "SCHEDULER_LOG_RETENTION_DAYS": ("retention_days", int),
+            "SCHEDULER_FAILED_RETENTION_DAYS": ("failed_retention_days", int),
             "CRONSOURCE_MISFIRE_GRACE_SECONDS": ("misfire_grace_seconds", float),
             "CRONSOURCE_SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", float),
         }
@@ -80,6 +86,11 @@ class Settings:
                 values[name] = env[variable]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def retention(self) -> Retention:
+        """How long finished executions stay in the read model."""
+        return Retention(self.retention_days, self.failed_retention_days)
 
     @property
     def store(self) -> StoreUrl:
@@ -149,6 +160,12 @@ class Core:
         self.jobs.on_recorded(engine.log_changed)
         self._log_listeners.append(engine.log_changed)
         return engine
+
+    def prune(self, now: datetime | None = None) -> int:
+        """Apply retention to the executions read model now; returns the rows removed."""
+        self.projections["executions"].catch_up()
+        cutoffs = self.settings.retention.cutoffs(now or datetime.now(UTC))
+        return self.executions_view.prune(cutoffs)
 
     def engine_views(self) -> CoreEngineViews:
         """The read models an engine reads at start, caught up first."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,7 @@ from interfaces.http.problems import (
 from interfaces.http.routing import openapi
 
 PREFIX = "/_/scheduler"
+log = logging.getLogger("cronsource.http")
 
 
 @dataclass(frozen=True)
@@ -92,14 +94,26 @@ def build_app(core: Core, verifier: TokenVerifier, engine: Engine | None = None,
         except AuthError as e:
             raise Unauthorized(str(e)) from None
 
+    async def prune_hourly() -> None:
+        while True:
+            try:
+                removed = await run_in_threadpool(core.prune)
+                if removed:
+                    log.info("retention pruned %d execution row(s)", removed)
+            except Exception:  # the pruner must outlive a store outage; it logs the stack
+                log.exception("retention pruning failed")
+            await asyncio.sleep(3600)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = None
+        pruner = asyncio.create_task(prune_hourly(), name="retention")
         if run_engine and engine is not None:
             task = asyncio.create_task(engine.run(), name="engine")
         try:
             yield
         finally:
+            pruner.cancel()
             if task is not None:
                 engine.stop()  # type: ignore[union-attr]
                 await task

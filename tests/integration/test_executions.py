@@ -118,3 +118,40 @@ def test_the_trigger_of_a_slot_is_kept(core: Core) -> None:
     core.projections.catch_up()
 
     assert core.queries.get_execution("acme", str(written.id))["trigger"] == "catch-up"
+
+
+def test_retention_prunes_old_finished_rows_and_verify_still_agrees(make_core, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from application.verify import verify_projection
+    from infrastructure.sql import SQLiteDatabase
+
+    core = make_core(retention_days=30, failed_retention_days=90)
+    job_id = core.jobs.create_job("acme", nightly(), by="ana").id
+    now = datetime.now(UTC)
+    for age_days, ok in ((100, True), (60, False), (100.5, False), (1, True)):
+        slot = now - timedelta(days=age_days)
+        written = core.jobs.record_fire("acme", Fire(job_id, slot))
+        execution = core.jobs.get_execution("acme", written.id)
+        execution.start("n", slot)
+        if ok:
+            execution.succeed({"status": 200}, slot + timedelta(seconds=1))
+        else:
+            execution.fail({"message": "x", "code": "HTTP_STATUS"}, slot + timedelta(seconds=1))
+        core.jobs.record(execution)
+
+    removed = core.prune(now)
+
+    assert removed == 2  # the 100-day-old success and the 100-day-old failure
+    rows = core.queries.list_executions("acme", job_id=str(job_id)).items
+    assert sorted((r["status"], r["scheduledFor"][:10]) for r in rows) == sorted(
+        [
+            ("failed", (now - timedelta(days=60)).date().isoformat()),
+            ("succeeded", (now - timedelta(days=1)).date().isoformat()),
+        ]
+    )
+    scratch = core.scratch_views(SQLiteDatabase(tmp_path / "scratch.db"))["executions"]
+    runner = core.projections["executions"]
+    _, differences = verify_projection(
+        core.jobs.recorder, core.jobs.mapper, runner.projection, runner.store, scratch,
+        lambda rows: core.settings.retention.kept(rows, now),
+    )  # fmt: skip
+    assert differences == []
