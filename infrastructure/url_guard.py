@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from types import SimpleNamespace
 from typing import Any
@@ -35,6 +37,10 @@ SCHEMES = ("http", "https")
 # Cloud instance-metadata names, refused whatever they resolve to: they hand out credentials,
 # and a private resolver may map them anywhere.
 # fmt: off
+#: How long a create or update waits for the static check's DNS lookup.
+STATIC_LOOKUP_SECONDS = 2.0
+_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="url-guard-lookup")
+
 METADATA_HOSTS = frozenset({
     "metadata", "metadata.google.internal", "metadata.goog",  # GCP
     "instance-data", "instance-data.ec2.internal",  # AWS
@@ -145,13 +151,19 @@ class UrlGuard:
             self._judge_ip(shown, result["host"])
 
     def check_url_blocking(self, url: str | URL) -> None:
-        """`check_url` for callers outside an event loop; resolves with `socket.getaddrinfo`."""
+        """`check_url` for callers outside an event loop; resolves with `socket.getaddrinfo`.
+
+        The lookup is bounded (`STATIC_LOOKUP_SECONDS`): a request must not hang on a slow
+        resolver. A name that does not resolve in time is let through here, as one that does
+        not resolve at all is: the connection itself is judged when the call is made.
+        """
         if (target := self._name_to_resolve(url)) is None:
             return
         shown, host, port = target
+        lookup = _LOOKUPS.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError:
+            infos = lookup.result(timeout=STATIC_LOOKUP_SECONDS)
+        except (OSError, FutureTimeout):
             infos = []
         for *_, sockaddr in infos:
             self._judge_ip(shown, str(sockaddr[0]))
