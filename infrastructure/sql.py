@@ -124,7 +124,7 @@ class _PgCursor:
 class PostgresDatabase:
     """A PostgreSQL database (optionally one schema of it) through a connection pool."""
 
-    def __init__(self, conninfo: str, schema: str | None = None, pool_size: int = 4) -> None:
+    def __init__(self, conninfo: str, schema: str | None = None, pool_size: int = 12) -> None:
         kwargs: dict[str, Any] = {"autocommit": False}
         if schema:
             kwargs["options"] = f"-c search_path={schema}"
