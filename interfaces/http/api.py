@@ -234,6 +234,15 @@ async def delete_job(request: Request, user: Principal) -> Response:
     return Response(status_code=204)
 
 
+async def _job_command(request: Request, user: Principal, command: str) -> Response:
+    """A command on one job that answers with the job as it now is."""
+    jobs = _state(request).core.jobs
+    written = await run_in_threadpool(
+        getattr(jobs, command), user.tenant, request.path_params["job_id"], user.subject
+    )
+    return await _job_response(request, user, written, 200)
+
+
 @api.route(
     "POST",
     "/jobs/{job_id}/enable",
@@ -242,11 +251,7 @@ async def delete_job(request: Request, user: Principal) -> Response:
     responses={200: ("The job", s.JOB)},
 )
 async def enable_job(request: Request, user: Principal) -> Response:
-    jobs = _state(request).core.jobs
-    written = await run_in_threadpool(
-        jobs.enable_job, user.tenant, request.path_params["job_id"], user.subject
-    )
-    return await _job_response(request, user, written, 200)
+    return await _job_command(request, user, "enable_job")
 
 
 @api.route(
@@ -257,11 +262,7 @@ async def enable_job(request: Request, user: Principal) -> Response:
     responses={200: ("The job", s.JOB)},
 )
 async def disable_job(request: Request, user: Principal) -> Response:
-    jobs = _state(request).core.jobs
-    written = await run_in_threadpool(
-        jobs.disable_job, user.tenant, request.path_params["job_id"], user.subject
-    )
-    return await _job_response(request, user, written, 200)
+    return await _job_command(request, user, "disable_job")
 
 
 @api.route(

@@ -6,6 +6,8 @@ import threading
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from application.jobs import Fire
 from interfaces.composition import Core
 from tests.engine_support import FakeClock, ScriptedRunner, running_engine, wait_for
@@ -87,13 +89,14 @@ def test_an_execution_fails_when_its_retries_run_out(core: Core) -> None:
     assert row["error"]["code"] == "HTTP_STATUS"
 
 
-def test_a_disabled_job_stops_firing(core: Core) -> None:
+@pytest.mark.parametrize("command", ["disable_job", "delete_job"])
+def test_a_disabled_or_deleted_job_stops_firing(core: Core, command: str) -> None:
     job_id = core.jobs.create_job("acme", every_second(), by="ana").id
     runner = ScriptedRunner()
 
     with running_engine(core, runner) as engine:
-        wait_for(lambda: executions_of(core, job_id), what="a first fire")
-        core.jobs.disable_job("acme", job_id, by="ana")
+        wait_for(lambda: runner.for_job(job_id), what="a first fire")
+        getattr(core.jobs, command)("acme", job_id, by="ana")
         wait_for(lambda: engine.scheduled_jobs == 0, what="the engine to drop the job")
         count = len(runner.for_job(job_id))
         stopped_at = engine.clock.now()
@@ -328,20 +331,6 @@ def test_replace_cancels_the_running_execution(core: Core) -> None:
 
     replaced = executions_of(core, job_id, status="failed")[0]
     assert replaced["error"]["code"] == "REPLACED"
-
-
-def test_a_deleted_job_stops_firing(core: Core) -> None:
-    job_id = core.jobs.create_job("acme", every_second(), by="ana").id
-    runner = ScriptedRunner()
-
-    with running_engine(core, runner) as engine:
-        wait_for(lambda: runner.for_job(job_id), what="a first fire")
-        core.jobs.delete_job("acme", job_id, by="ana")
-        wait_for(lambda: engine.scheduled_jobs == 0, what="the engine to drop the job")
-        count = len(runner.for_job(job_id))
-        stopped_at = engine.clock.now()
-        wait_for(lambda: engine.clock.now() > stopped_at + timedelta(seconds=2.5), what="time")
-        assert len(runner.for_job(job_id)) <= count + 1
 
 
 def test_retries_wait_as_the_backoff_says(core: Core) -> None:
