@@ -52,7 +52,10 @@ def serve(url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     for _ in range(600):
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/_/scheduler/healthz", timeout=1).status_code == 200:
+            if (
+                httpx.get(f"http://127.0.0.1:{port}/_/scheduler/healthz", timeout=1).status_code
+                == 200
+            ):
                 return proc
         except httpx.HTTPError:
             time.sleep(0.05)
@@ -60,7 +63,9 @@ def serve(url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("the server did not start")
 
 
-async def timed_load(base: str, token: str, paths: list[str], rate: float, seconds: float) -> list[float]:
+async def timed_load(
+    base: str, token: str, paths: list[str], rate: float, seconds: float
+) -> list[float]:
     """Send GETs at a fixed rate (open loop: a slow answer does not slow the sending)."""
     latencies: list[float] = []
     errors = 0
@@ -135,14 +140,21 @@ def main() -> None:
             proc = serve(url, Path(d), port)
             try:
                 base = f"http://127.0.0.1:{port}/_/scheduler"
-                token = mint_token(AuthSettings(secret=SECRET), SECRET, subject="bench", tenant="bench")
+                token = mint_token(
+                    AuthSettings(secret=SECRET), SECRET, subject="bench", tenant="bench"
+                )
                 for concurrency in (1, 8):
                     rate = asyncio.run(creates(base, token, args.creates, concurrency))
                     emit(bench="api-create", store=kind, concurrency=concurrency, creates=args.creates,
                          creates_per_s=round(rate))  # fmt: skip
                 pages = [f"/jobs?page={p}&pageSize=50" for p in range(1, args.jobs // 50 + 1)]
-                for name, paths in (("GET /jobs (page of 50)", pages), ("GET /jobs/{id}", [f"/jobs/{i}" for i in ids])):
-                    latencies = asyncio.run(timed_load(base, token, paths, args.rate, args.seconds))
+                for name, paths in (
+                    ("GET /jobs (page of 50)", pages),
+                    ("GET /jobs/{id}", [f"/jobs/{i}" for i in ids]),
+                ):
+                    latencies = asyncio.run(
+                        timed_load(base, token, paths, args.rate, args.seconds)
+                    )
                     emit(bench="api-latency", store=kind, endpoint=name, jobs=args.jobs, rate=args.rate,
                          requests=len(latencies), p50_ms=pct(latencies, 0.5), p99_ms=pct(latencies, 0.99),
                          max_ms=round(max(latencies), 2), mean_ms=round(statistics.mean(latencies), 2))  # fmt: skip
