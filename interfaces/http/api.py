@@ -429,6 +429,15 @@ async def cron_preview(request: Request, user: Principal) -> Response:
 
 
 @api.route(
+    "GET", "/metrics", scope=None, summary="Prometheus metrics (text exposition format)",
+    responses={200: ("Metrics", None)},
+)  # fmt: skip
+async def metrics(request: Request, user: Principal) -> Response:
+    body, content_type = await run_in_threadpool(_state(request).metrics)
+    return Response(body, 200, media_type=content_type)
+
+
+@api.route(
     "GET",
     "/healthz",
     scope=None,

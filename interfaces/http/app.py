@@ -23,6 +23,7 @@ from domain.instants import iso_ms
 from infrastructure.auth import AuthError, Principal, TokenVerifier, bearer_token
 from interfaces.composition import Core
 from interfaces.http.api import api
+from interfaces.http.metrics import metrics_endpoint
 from interfaces.http.problems import (
     HttpProblem,
     PayloadTooLarge,
@@ -135,6 +136,7 @@ def build_app(core: Core, verifier: TokenVerifier, engine: Engine | None = None,
     app.state.stats = _stats(core, engine)
     app.state.readiness = _readiness(core, engine, limits)
     app.state.engine = engine
+    app.state.metrics = metrics_endpoint(core, engine)
     return app
 
 

@@ -211,6 +211,8 @@ def test_cron_preview_functions_stats_and_health(client: httpx.Client, server: S
     ready = httpx.get(server.base + "/_/scheduler/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
     assert httpx.get(server.base + "/_/scheduler/openapi.json").json()["openapi"] == "3.1.0"
+    metrics = httpx.get(server.base + "/_/scheduler/metrics")
+    assert metrics.status_code == 200 and "cronsource_projection_lag" in metrics.text
 
 
 def test_unknown_paths_answer_a_problem(client: httpx.Client) -> None:
