@@ -26,10 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import math
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,6 +41,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -95,6 +98,23 @@ def rss_now_mb() -> float | None:
             if line.startswith("VmRSS:"):
                 return r3(int(line.split()[1]) / 1024.0)
     return None
+
+
+def code_version() -> dict[str, str | None]:
+    """The commit and a fingerprint of the source under test (others edit it meanwhile)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=5,
+        ).stdout.strip() or None  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        head = None
+    digest = hashlib.sha1()
+    for package in ("application", "domain", "infrastructure", "interfaces"):
+        for f in sorted((root / package).rglob("*.py")):
+            digest.update(f.read_bytes())
+    return {"commit": head, "source_sha1": digest.hexdigest()[:10]}
 
 
 def process_age_s() -> float:
@@ -199,6 +219,7 @@ def fresh_store(system: str) -> Iterator[tuple[str, str | None]]:
     PostgreSQL database, created here and dropped after."""
     if system == "cronsource-sqlite":
         with tempfile.TemporaryDirectory(prefix="cronsource-bench-engine-") as d:
+            STATE["tmpdir"] = d
             yield f"sqlite:///{d}/cronsource.db", None
         return
     name = f"cronsource_bench_engine_{uuid.uuid4().hex[:10]}"
@@ -342,7 +363,14 @@ async def start_engine(core: Any, runner_for: Any, timeout: float) -> tuple[Any,
     return engine, task
 
 
-async def stop_engine(engine: Any, task: Any, timeout: float = 10.0) -> None:
+def finish() -> None:
+    """Exit now (the row is out, the store removed): tearing down asyncio.run would first
+    cancel and wait for every execution task a saturated engine left queued."""
+    sys.stdout.flush()
+    os._exit(0)
+
+
+async def stop_engine(engine: Any, task: Any, timeout: float = 3.0) -> None:
     engine.stop()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(asyncio.shield(task), timeout)
@@ -350,7 +378,7 @@ async def stop_engine(engine: Any, task: Any, timeout: float = 10.0) -> None:
         await asyncio.wait_for(engine.runner.close(), 5)
 
 
-def close_core(core: Any, timeout: float = 15.0) -> None:
+def close_core(core: Any, timeout: float = 5.0) -> None:
     """Close in a thread, bounded: a projection far behind must not hold the process."""
     t = threading.Thread(target=core.close, daemon=True)
     t.start()
@@ -397,7 +425,7 @@ async def scen_fires(a: argparse.Namespace, meta: dict[str, Any], http: bool) ->
         p1 = time.perf_counter()
         if not a.no_projections:
             core.start()
-        engine, task = await start_engine(
+        engine, _ = await start_engine(
             core,
             (lambda real: TimedRunner(real, rec)) if http else (lambda _: TrivialRunner(rec)),
             timeout=a.child_timeout,
@@ -479,8 +507,10 @@ async def scen_fires(a: argparse.Namespace, meta: dict[str, Any], http: bool) ->
             fires < 0.95 * expected or censored or (row["lateness_ms_p50"] or 0) > 1000
         )
         emit(row)
-        await stop_engine(engine, task)
-        close_core(core)
+        # a saturated engine holds 100,000s of queued executions: no graceful stop, no
+        # core.close() (the process exits now and the store is removed)
+        engine.stop()
+    finish()
     return row
 
 
@@ -580,8 +610,8 @@ async def scen_crud(a: argparse.Namespace, meta: dict[str, Any]) -> dict[str, An
             projections=not a.no_projections, **diag,
         )  # fmt: skip
         emit(row)
-        await stop_engine(engine, task)
-        close_core(core)
+        await stop_engine(engine, task)  # no core.close(): the process exits, the store goes
+    finish()
     return row
 
 
@@ -602,8 +632,11 @@ def scen_create(a: argparse.Namespace) -> None:
     core = new_core()
     extra = orjson.loads(a.job_extra) if a.job_extra else {}
     _, create_s = create_jobs(core, [function_job(i, a.pattern, **extra) for i in range(a.jobs)])
+    p = time.perf_counter()
+    core.projections.catch_up()  # as the API leaves them: the read models up to date
+    catch_up_s = time.perf_counter() - p
     core.close()
-    emit({"create_s": create_s})
+    emit({"create_s": create_s, "projections_catch_up_s": catch_up_s})
 
 
 async def scen_start(a: argparse.Namespace, meta: dict[str, Any]) -> dict[str, Any]:
@@ -613,6 +646,10 @@ async def scen_start(a: argparse.Namespace, meta: dict[str, Any]) -> dict[str, A
     with fresh_store(a.system) as (url, dbname):
         STATE["dbname"] = dbname
         configure(url, a.max_concurrency or max(n, 1))
+        if a.pattern == "* * * * *" and 60 - time.time() % 60 < 10 + n * 0.0025:
+            # no slot between creating and starting (that case is restart-catchup's): the
+            # engine would first record every job's catch-up fire, one transaction per job
+            await sleep_until(math.ceil(time.time() / 60) * 60 + 0.5)
         create_s = create_in_child(n, a.pattern, {})
         age_at_main = STATE["age_at_main"]
         p = time.perf_counter()
@@ -648,8 +685,8 @@ async def scen_start(a: argparse.Namespace, meta: dict[str, Any]) -> dict[str, A
             if slot is not None and slot - time.time() < a.child_timeout - 30:
                 due = sum(1 for x in nexts if x.timestamp() == slot)
                 rec.t0, rec.t1 = slot, slot + 0.5
-                c0, h0 = time.process_time(), host_cpu()
                 await sleep_until(slot)
+                c0, h0 = time.process_time(), host_cpu()
                 deadline = slot + a.drain
                 while rec.win_started < due and time.time() < deadline:
                     await asyncio.sleep(0.05)
@@ -670,8 +707,8 @@ async def scen_start(a: argparse.Namespace, meta: dict[str, Any]) -> dict[str, A
             peak_rss_mb=peak_rss_mb(), rss_end_mb=rss_now_mb(), **engine_fields(engine, core)
         )
         emit(row)
-        await stop_engine(engine, task)
-        close_core(core)
+        await stop_engine(engine, task)  # no core.close(): the process exits, the store goes
+    finish()
     return row
 
 
@@ -698,6 +735,8 @@ async def scen_restart(a: argparse.Namespace, meta: dict[str, Any]) -> dict[str,
         restart_at = max(last_slot + grace + 1, time.time())
         if 60 - (restart_at % 60) < 4:  # keep the restart away from the next slot
             restart_at += 60 - (restart_at % 60) + 0.5
+        import interfaces.composition  # noqa: F401  # imports are not part of the restart
+
         await sleep_until(restart_at)
         t_restart = time.time()
         rec.t0, rec.t1 = float("-inf"), t_restart  # catch-up fires = scheduled before restart
@@ -734,12 +773,21 @@ async def scen_restart(a: argparse.Namespace, meta: dict[str, Any]) -> dict[str,
             peak_rss_mb=peak_rss_mb(), **engine_fields(engine, core),
         )  # fmt: skip
         emit(row)
-        await stop_engine(engine, task)
-        close_core(core)
+        await stop_engine(engine, task)  # no core.close(): the process exits, the store goes
+    finish()
     return row
 
 
 # -- entry ----------------------------------------------------------------------------------
+
+
+def remove_store() -> None:
+    """On a hard exit: the temp dir or the database must not be left behind."""
+    if STATE.get("tmpdir"):
+        shutil.rmtree(STATE["tmpdir"], ignore_errors=True)
+    if STATE.get("dbname"):
+        with contextlib.suppress(Exception):
+            drop_database(STATE["dbname"])
 
 
 def start_watchdog(limit_s: float, meta: dict[str, Any]) -> None:
@@ -747,9 +795,7 @@ def start_watchdog(limit_s: float, meta: dict[str, Any]) -> None:
         time.sleep(limit_s)
         if not STATE.get("emitted"):
             emit(dict(meta, error=f"watchdog fired after {limit_s}s"))
-        if STATE.get("dbname"):
-            with contextlib.suppress(Exception):
-                drop_database(STATE["dbname"])
+        remove_store()
         os._exit(3)
 
     threading.Thread(target=wd, daemon=True).start()
@@ -775,12 +821,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--drain", type=float, default=20.0,
                     help="max wait after the window for window fires to start/complete")  # fmt: skip
-    ap.add_argument("--url", default="", help="http-fires: the harness's target (127.0.0.1)")
+    ap.add_argument("--url", nargs="?", const="", default="",
+                    help="http-fires: the harness's target on 127.0.0.1 (may be empty otherwise)")  # fmt: skip
     ap.add_argument("--concurrency", type=int, default=100, help="http-fires: max in flight")
     ap.add_argument("--max-concurrency", type=int, default=0,
                     help="SCHEDULER_MAX_CONCURRENCY (default: jobs; http-fires: --concurrency)")  # fmt: skip
     ap.add_argument("--rep", type=int, default=1)
-    ap.add_argument("--workdir", default="", help="accepted, unused (a temp dir is used)")
+    ap.add_argument("--workdir", nargs="?", const="", default="",
+                    help="accepted, unused (a temp dir is used)")  # fmt: skip
     ap.add_argument("--gap-minutes", type=int, default=2, help="restart-catchup: real minutes")
     ap.add_argument("--pattern", default="* * * * *", help="engine-start: the jobs' pattern")
     ap.add_argument("--no-burst", dest="burst", action="store_false",
@@ -804,7 +852,7 @@ def main(argv: list[str] | None = None) -> None:
         scenario=a.scenario, system=a.system, jobs=a.jobs, rep=a.rep,
         eventsourcing_version=importlib.metadata.version("eventsourcing"),
         python=platform.python_version(), host_cpus=os.cpu_count(),
-        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        started=datetime.now(UTC).isoformat(timespec="seconds"), **code_version(),
     )  # fmt: skip
     a.child_timeout = a.child_timeout or child_timeout(a)
     start_watchdog(a.child_timeout, meta)
@@ -824,6 +872,7 @@ def main(argv: list[str] | None = None) -> None:
         emit(dict(meta, error=f"{type(e).__name__}: {e}"))
         sys.stderr.write(f"{type(e).__name__}: {e}\n")
         sys.stdout.flush()
+        remove_store()
         os._exit(1)
     sys.stdout.flush()
     os._exit(0)  # do not wait for leftover threads and connections
