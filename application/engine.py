@@ -120,6 +120,7 @@ class Engine:
         self._cancel_codes: dict[UUID, str] = {}
         self._queued: dict[UUID, tuple[Execution, Job]] = {}
         self._overlaps: dict[UUID, SkippedSlots] = {}
+        self._background: set[asyncio.Task[bool]] = set()
         self._failures: dict[UUID, int] = {}
         self._position = 0
         self._semaphore: asyncio.Semaphore | None = None
@@ -356,6 +357,12 @@ class Engine:
         self._active.setdefault(job_id, set()).add(execution_id)
         self._job_of[execution_id] = job_id
 
+    def _record_later(self, execution: Execution) -> None:
+        """Hand the events to the next group commit without waiting (order is kept)."""
+        task = asyncio.create_task(self.batcher.record(execution))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _launch(self, execution: Execution, job: Job) -> None:
         self._track(job.id, execution.id)
         task = asyncio.create_task(self._execute(execution, job), name=f"execution-{execution.id}")
@@ -384,8 +391,11 @@ class Engine:
                     self.stats.running += 1
                     try:
                         execution.start(self.node, self.clock.now())
-                        if not await self.batcher.record(execution):
-                            return  # another engine claimed it
+                        if execution.trigger in CLAIMED_TRIGGERS and execution.attempt == 1:
+                            if not await self.batcher.record(execution):
+                                return  # another engine claimed it
+                        else:  # this engine's own fire: no need to wait for the write
+                            self._record_later(execution)
                         outcome = await self._attempt(execution, job)
                     finally:
                         self.stats.running -= 1

@@ -35,6 +35,7 @@ class ProjectionRunner:
         self.recorder, self.mapper = recorder, mapper
         self.projection, self.store = projection, store
         self.batch_size = batch_size
+        self._topic_list = sorted(projection.topics)
         self._position = store.position()
         self._changed = threading.Condition()
         self._wake = threading.Event()
@@ -55,17 +56,31 @@ class ProjectionRunner:
     # -- applying ------------------------------------------------------------------------
 
     def step(self, stop: int | None = None) -> bool:
-        """Apply the next batch of the log (up to `stop`); False when there was none."""
-        notifications = self.recorder.select_notifications(
-            start=self._position, limit=self.batch_size, stop=stop, inclusive_of_start=False
-        )
-        if not notifications:
+        """Apply the next batch of the log (up to `stop`); False when there was none.
+
+        Only the projection's own topics are read (the store filters them); when a batch
+        comes back short, every event up to the head read before it has been seen, so the
+        position moves to that head even if the last events were not this projection's.
+        """
+        head = stop if stop is not None else (self.recorder.max_notification_id() or 0)
+        if head <= self._position:
             return False
-        self.apply(notifications, self.mapper.to_domain_event)
+        notifications = self.recorder.select_notifications(
+            start=self._position,
+            limit=self.batch_size,
+            stop=head,
+            topics=self._topic_list,
+            inclusive_of_start=False,
+        )
+        last = notifications[-1].id if len(notifications) == self.batch_size else head
+        self.apply(notifications, self.mapper.to_domain_event, last)
         return True
 
-    def apply(self, notifications: Sequence[Any], decode: Callable[[Any], Any]) -> None:
-        """Fold a batch that follows this projection's position into its store, in one commit."""
+    def apply(
+        self, notifications: Sequence[Any], decode: Callable[[Any], Any], last: int | None = None
+    ) -> None:
+        """Fold a batch that follows this projection's position into its store, in one commit;
+        the position moves to `last` (default: the batch's last notification)."""
         start = self._position
         topics = self.projection.topics
         events = [decode(n) for n in notifications if n.topic in topics]
@@ -76,7 +91,8 @@ class ProjectionRunner:
             rows: dict[str, Any] = self.store.load(set(keys))
             for k, event in zip(keys, events, strict=True):
                 rows[k] = changes[k] = self.projection.apply(rows.get(k), event)
-        last = notifications[-1].id
+        if last is None:
+            last = notifications[-1].id
         if self.store.commit(changes, expected=start, position=last):
             self._moved(last)
         else:  # another process applied this batch first: carry on from where it got to
