@@ -422,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DomainError as e:
         sys.stderr.write(f"cronsource: {e}\n")
         return USAGE
-    except StoreConfigError as e:
+    except (StoreConfigError, ValueError) as e:  # a setting that cannot be used
         sys.stderr.write(f"cronsource: {e}\n")
         return STORE
     except OSError as e:
