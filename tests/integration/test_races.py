@@ -2,60 +2,80 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import os
+import subprocess
+import sys
+import textwrap
+from collections import defaultdict
 from pathlib import Path
-from uuid import UUID
 
-from application.jobs import Fire
-from domain.errors import ExecutionAlreadyRecorded, NameTaken
-from interfaces.composition import Core, Settings
-from tests.integration.test_executions import SLOT
+from interfaces.composition import Core
 from tests.integration.test_job_lifecycle import nightly
 
+ROOT = Path(__file__).resolve().parents[2]
 TRIALS = 5
 
+# A contender: for each trial, say it is ready, wait until the other one is too (a file
+# barrier: both processes see the same folder), then race once and print the outcome.
+CONTENDER = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from uuid import UUID
+    from datetime import datetime, UTC
+    from application.jobs import Fire
+    from domain.errors import ExecutionAlreadyRecorded, NameTaken
+    from interfaces.composition import Core, Settings
+    from tests.integration.test_job_lifecycle import nightly
 
-def _contender(database_url: str, data_dir: str, what: str, arg: str, barrier, results) -> None:  # type: ignore[no-untyped-def]
-    try:
-        core = Core(Settings(data_dir=Path(data_dir), database_url=database_url))
-    except Exception as e:  # noqa: BLE001  # reported to the test, which fails with it
-        for trial in range(TRIALS):
-            results.put((trial, f"error: {e!r}"))
-        return
-    try:
-        for trial in range(TRIALS):
-            barrier.wait(timeout=300)  # a busy CI host may be slow to start a process
-            try:
-                if what == "name":
-                    core.jobs.create_job("acme", nightly(f"{arg}-{trial}"), by="racer")
-                else:
-                    core.jobs.record_fire("acme", Fire(UUID(arg), SLOT.replace(minute=trial)))
-                results.put((trial, "won"))
-            except (NameTaken, ExecutionAlreadyRecorded):
-                results.put((trial, "lost"))
-            except Exception as e:  # noqa: BLE001  # reported to the test, which fails with it
-                results.put((trial, f"error: {e!r}"))
-    finally:
-        core.close()
+    url, data_dir, what, arg, gate, trials = sys.argv[1:7]
+    gate = Path(gate)
+    core = Core(Settings(data_dir=Path(data_dir), database_url=url))
+    slot = datetime(2026, 2, 4, 2, 0, tzinfo=UTC)
+    for trial in range(int(trials)):
+        (gate / f"{trial}-{os.getpid()}").touch()
+        deadline = time.monotonic() + 120
+        while len(list(gate.glob(f"{trial}-*"))) < 2:
+            if time.monotonic() > deadline:
+                sys.exit(f"trial {trial}: the other contender never came")
+            time.sleep(0.001)
+        try:
+            if what == "name":
+                core.jobs.create_job("acme", nightly(f"{arg}-{trial}"), by="racer")
+            else:
+                core.jobs.record_fire("acme", Fire(UUID(arg), slot.replace(minute=trial)))
+            print(trial, "won", flush=True)
+        except (NameTaken, ExecutionAlreadyRecorded):
+            print(trial, "lost", flush=True)
+    core.close()
+    """
+)
 
 
 def race(database_url: str, tmp_path: Path, what: str, arg: str) -> dict[int, list[str]]:
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(2), ctx.Queue()
+    gate = tmp_path / f"gate-{what}"
+    gate.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [database_url, str(tmp_path), what, arg, str(gate), str(TRIALS)]
     procs = [
-        ctx.Process(
-            target=_contender, args=(database_url, str(tmp_path), what, arg, barrier, results)
+        subprocess.Popen(
+            [sys.executable, "-c", CONTENDER, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
         )
         for _ in range(2)
     ]
+    outcomes: dict[int, list[str]] = defaultdict(list)
     for p in procs:
-        p.start()
-    outcomes: dict[int, list[str]] = {}
-    for _ in range(2 * TRIALS):
-        trial, outcome = results.get(timeout=600)
-        outcomes.setdefault(trial, []).append(outcome)
-    for p in procs:
-        p.join(timeout=60)
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        for line in out.split("\n"):
+            if line.strip():
+                trial, outcome = line.split()
+                outcomes[int(trial)].append(outcome)
     return {trial: sorted(o) for trial, o in outcomes.items()}
 
 
