@@ -42,6 +42,9 @@ class SqlProjectionStore(TrackingRecorder):
         self._marks = "(" + ", ".join("?" * (len(self.columns) + 2)) + ")"
         updates = ", ".join(f"{c}=excluded.{c}" for c in [*(c.name for c in self.columns), "doc"])
         self._on_conflict = f"ON CONFLICT (id) DO UPDATE SET {updates}"
+        self._upsert_one = (
+            f"INSERT INTO {self.table} ({self._names}) VALUES {self._marks} {self._on_conflict}"
+        )
         self.create_tables()
 
     def create_tables(self) -> None:
@@ -94,13 +97,18 @@ class SqlProjectionStore(TrackingRecorder):
                 )
                 if c.rowcount != 1:  # another process got here first: apply nothing
                     raise _Lost
-                # many rows per statement: one round trip per chunk, not per row
-                for chunk in _chunks(upserts, CHUNK):
-                    c.execute(
-                        f"INSERT INTO {self.table} ({self._names}) VALUES "
-                        f"{', '.join([self._marks] * len(chunk))} {self._on_conflict}",
-                        [value for row in chunk for value in row],
-                    )
+                if getattr(self.db, "pipelines_executemany", False):
+                    # psycopg pipelines executemany in one round trip, and parses the
+                    # statement once (a huge multi-row statement is re-parsed every time)
+                    if upserts:
+                        c.executemany(self._upsert_one, upserts)
+                else:  # SQLite: many rows per statement, one step per chunk
+                    for chunk in _chunks(upserts, CHUNK):
+                        c.execute(
+                            f"INSERT INTO {self.table} ({self._names}) VALUES "
+                            f"{', '.join([self._marks] * len(chunk))} {self._on_conflict}",
+                            [value for row in chunk for value in row],
+                        )
                 for chunk in _chunks(deletes, CHUNK):
                     marks = ", ".join("?" * len(chunk))
                     c.execute(f"DELETE FROM {self.table} WHERE id IN ({marks})", chunk)

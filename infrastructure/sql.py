@@ -124,6 +124,8 @@ class _PgCursor:
 class PostgresDatabase:
     """A PostgreSQL database (optionally one schema of it) through a connection pool."""
 
+    pipelines_executemany = True
+
     def __init__(self, conninfo: str, schema: str | None = None, pool_size: int = 12) -> None:
         kwargs: dict[str, Any] = {"autocommit": False}
         if schema:
