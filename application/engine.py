@@ -51,6 +51,9 @@ EXECUTION_TOPICS = frozenset(
 )
 SCHEDULED_TOPIC = get_topic(Execution.Scheduled)  # type: ignore[attr-defined]
 CLAIMED_TRIGGERS = frozenset({Trigger.MANUAL.value, Trigger.BACKFILL.value})
+#: How long the tick waits before trying again to record fires the store refused.
+STORE_RETRY = timedelta(seconds=1)
+MAX_UNRECORDED = 100_000
 #: Outcomes no retry can change.
 FINAL_CODES = frozenset({ErrorCode.URL_BLOCKED.value, ErrorCode.UNKNOWN_FUNCTION.value})
 
@@ -74,6 +77,11 @@ class _Entry:
     active_since: datetime
     next_slot: datetime | None = None
     token: int = 0
+    policy: ConcurrencyPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        # read once per job version, not once per fire
+        self.policy = ConcurrencyPolicy(self.job.definition["concurrencyPolicy"])
 
 
 @dataclass(slots=True)
@@ -121,6 +129,7 @@ class Engine:
         self._queued: dict[UUID, tuple[Execution, Job]] = {}
         self._overlaps: dict[UUID, SkippedSlots] = {}
         self._background: set[asyncio.Task[bool]] = set()
+        self._unrecorded: list[tuple[_Entry, Fire]] = []  # fires the store refused, to retry
         self._failures: dict[UUID, int] = {}
         self._position = 0
         self._semaphore: asyncio.Semaphore | None = None
@@ -281,8 +290,13 @@ class Engine:
                     continue  # the job changed since this entry was pushed
                 due.append((entry, Fire(job_id, slot)))
                 self._schedule(entry, entry.schedule.next_after(slot))
-            if due:
-                await self._fire(due, now)
+            # fires the store refused earlier, for jobs still as they were
+            retrying = [(e, f) for e, f in self._unrecorded if self._entries.get(e.job.id) is e]
+            self._unrecorded = []
+            if due or retrying:
+                await self._fire(retrying + due, now)
+                if self._unrecorded:  # still failing: give the store a moment
+                    await self.clock.wait_until(now + STORE_RETRY, self._stopping)
                 continue
             deadline = self._heap[0][0] if self._heap else now + timedelta(seconds=60)
             await self.clock.wait_until(deadline, self._wake)
@@ -292,7 +306,7 @@ class Engine:
         fires: list[tuple[_Entry, Fire]] = []
         for entry, fire in due:
             self.stats.lateness.append((now - fire.scheduled_for).total_seconds())
-            policy = ConcurrencyPolicy(entry.job.definition["concurrencyPolicy"])
+            policy = entry.policy
             busy = bool(self._active.get(entry.job.id))
             if (busy and policy is ConcurrencyPolicy.SKIP) or (
                 busy and policy is ConcurrencyPolicy.QUEUE and entry.job.id in self._queued
@@ -312,8 +326,11 @@ class Engine:
         jobs = list({id(e.job): e.job for e, _ in fires}.values())
         try:
             won = await asyncio.to_thread(self.jobs.record_fires, jobs, [f for _, f in fires])
-        except Exception:  # the store is away: these slots stay undecided, for the catch-up
-            log.exception("could not record %d fire(s)", len(fires))
+        except Exception:  # the store is away: try these slots again at a later tick
+            log.exception("could not record %d fire(s); retrying", len(fires))
+            self._unrecorded.extend(fires)
+            # a long outage: keep the newest; older slots stay undecided (misfire at restart)
+            del self._unrecorded[:-MAX_UNRECORDED]
             return
         self.stats.fired += len(fires)
         self.stats.won += len(won)
@@ -323,8 +340,7 @@ class Engine:
         by_job = {e.job.id: e for e, _ in fires}
         for execution in won:
             entry = by_job[execution.job_id]
-            policy = ConcurrencyPolicy(entry.job.definition["concurrencyPolicy"])
-            if policy is ConcurrencyPolicy.QUEUE and self._active.get(entry.job.id):
+            if entry.policy is ConcurrencyPolicy.QUEUE and self._active.get(entry.job.id):
                 self._track(entry.job.id, execution.id)
                 self._queued[entry.job.id] = (execution, entry.job)
             else:

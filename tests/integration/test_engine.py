@@ -350,3 +350,31 @@ def test_retries_wait_as_the_backoff_says(core: Core) -> None:
     assert [round((e.next_attempt_at - e.at).total_seconds()) for e in failed] == [1, 2]
     starts = [e.at for e in core.jobs.events.get(execution_id) if type(e).__name__ == "Started"]
     assert starts[1] >= failed[0].next_attempt_at and starts[2] >= failed[1].next_attempt_at
+
+
+def test_fires_the_store_refused_are_recorded_when_it_is_back(core: Core) -> None:
+    from eventsourcing.persistence import OperationalError
+
+    job_id = core.jobs.create_job("acme", every_second("outage"), by="ana").id
+    runner = ScriptedRunner()
+    real = core.jobs.record_fires
+    refused: list[Any] = []
+
+    def flaky(jobs: Any, fires: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(refused) < 3:  # the store is away for three ticks
+            refused.append([f.scheduled_for for f in fires])
+            raise OperationalError("the store is away")
+        return real(jobs, fires, *args, **kwargs)
+
+    core.jobs.record_fires = flaky  # type: ignore[method-assign]
+    with running_engine(core, runner):
+        wait_for(
+            lambda: len(executions_of(core, job_id, status="succeeded")) >= 4, what="fires after"
+        )
+
+    slots = sorted(r["scheduledFor"] for r in executions_of(core, job_id))
+    seconds = [int(s[17:19]) + 60 * int(s[14:16]) for s in slots]
+    assert len(refused) == 3
+    first_refused = refused[0][0].isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert slots[0] == first_refused  # the slot refused first was recorded once the store was back
+    assert seconds == list(range(seconds[0], seconds[0] + len(seconds)))  # and none after it lost
