@@ -100,7 +100,10 @@ def running_engine(
             ready = asyncio.create_task(engine.started.wait())
             await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
             started.set()
-            await task
+            try:
+                await task
+            finally:
+                await runner.close()  # the HTTP runner's session belongs to this loop
 
         try:
             asyncio.run(go())
