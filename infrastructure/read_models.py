@@ -51,6 +51,10 @@ class SqlProjectionStore(TrackingRecorder):
         """Create the table, its indexes and its tracking row if missing."""
         columns = ", ".join(f"{c.name} {c.sql_type}" for c in self.columns)
         with self.db.write() as c:
+            # processes starting together would deadlock on each other's DDL and inserts
+            # (PostgreSQL's IF NOT EXISTS is not race-safe): one at a time
+            if self.db.schema_lock:
+                c.execute(self.db.schema_lock)
             c.execute(
                 f"CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} (projection TEXT PRIMARY KEY, "
                 "application_name TEXT NOT NULL, position BIGINT NOT NULL)"

@@ -28,6 +28,8 @@ class Cursor(Protocol):
 class Database(Protocol):
     """Transactions on one database; SQL is written with `?` placeholders."""
 
+    schema_lock: str  # a statement that serialises schema creation, or ""
+
     def write(self) -> Any:
         """A context manager: a write transaction, committed on success."""
         ...
@@ -36,11 +38,22 @@ class Database(Protocol):
         """A context manager: a read transaction that sees one snapshot."""
         ...
 
+    def startup_lock(self) -> Any:
+        """A context manager held while a process creates or checks its tables."""
+        ...
+
     def close(self) -> None: ...
 
 
 class SQLiteDatabase:
     """A SQLite file in WAL mode; one connection per thread."""
+
+    schema_lock = ""  # BEGIN IMMEDIATE already lets one writer in at a time
+
+    @contextmanager
+    def startup_lock(self) -> Iterator[None]:
+        """SQLite's own locking serialises table creation: nothing to add."""
+        yield
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -125,14 +138,16 @@ class PostgresDatabase:
     """A PostgreSQL database (optionally one schema of it) through a connection pool."""
 
     pipelines_executemany = True
+    #: taken (to the end of the transaction) by whoever creates or checks the read models
+    schema_lock = "SELECT pg_advisory_xact_lock(7263114950112)"
 
     def __init__(self, conninfo: str, schema: str | None = None, pool_size: int = 12) -> None:
         kwargs: dict[str, Any] = {"autocommit": False}
         if schema:
             kwargs["options"] = f"-c search_path={schema}"
-        self.schema = schema
-        if schema:
-            with psycopg.connect(conninfo, autocommit=True) as conn:
+        self.schema, self.conninfo = schema, conninfo
+        if schema:  # under the startup lock: IF NOT EXISTS is not race-safe either
+            with self.startup_lock(), psycopg.connect(conninfo, autocommit=True) as conn:
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')  # type: ignore[arg-type]
         self.pool = psycopg_pool.ConnectionPool(
             conninfo, min_size=1, max_size=pool_size, kwargs=kwargs, open=True
@@ -152,6 +167,17 @@ class PostgresDatabase:
                     yield _PgCursor(cursor)
             finally:
                 conn.isolation_level = None
+
+    @contextmanager
+    def startup_lock(self) -> Iterator[None]:
+        """Held while a process creates or checks its tables (the event store's too): two
+        processes starting together on a fresh database would otherwise collide."""
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(7263114950113)")
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(7263114950113)")
 
     def close(self) -> None:
         self.pool.close()

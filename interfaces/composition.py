@@ -108,13 +108,14 @@ class Core:
         self.views_db: Database = store.views_database()  # first: it creates a missing schema
         self.guard = UrlGuard.from_setting(settings.allow_targets)
         self.functions = FunctionRegistry.discover(settings.functions)
-        self.jobs = Jobs(
-            env=store.event_store_env(settings.cipher_key),
-            node=settings.node,
-            check_url=self.guard.check_url_blocking,
-            function_names=self.functions.names,
-        )
-        self.views = read_models(self.views_db)
+        with self.views_db.startup_lock():  # processes starting together: one at a time
+            self.jobs = Jobs(
+                env=store.event_store_env(settings.cipher_key),
+                node=settings.node,
+                check_url=self.guard.check_url_blocking,
+                function_names=self.functions.names,
+            )
+            self.views = read_models(self.views_db)
         self.jobs_view: SqlJobsView = self.views["jobs"]  # type: ignore[assignment]
         self.executions_view: SqlExecutionsView = self.views["executions"]  # type: ignore[assignment]
         self.ledger_view: SqlLedgerView = self.views["ledger"]  # type: ignore[assignment]
