@@ -62,6 +62,9 @@ class SQLiteDatabase:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # this process's writers queue here: SQLite's own busy handler makes a writer that
+        # finds the file locked sleep 1, 2, 5, 10… ms before it looks again
+        self._writing = threading.Lock()
 
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -82,13 +85,14 @@ class SQLiteDatabase:
     def write(self) -> Iterator[sqlite3.Cursor]:
         conn = self._connection()
         cursor = conn.cursor()
-        cursor.execute("BEGIN IMMEDIATE")
-        try:
-            yield cursor
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
+        with self._writing:
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Cursor]:
@@ -138,6 +142,8 @@ class PostgresDatabase:
     """A PostgreSQL database (optionally one schema of it) through a connection pool."""
 
     pipelines_executemany = True
+    #: the planner's statistics lag behind bulk writes until autovacuum's next round
+    analyze_after_bulk_writes = True
     #: taken (to the end of the transaction) by whoever creates or checks the read models
     schema_lock = "SELECT pg_advisory_xact_lock(7263114950112)"
 
