@@ -13,6 +13,7 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
+from application.group_commit import GroupCommit
 from domain.errors import (
     ExecutionAlreadyRecorded,
     ExecutionNotFound,
@@ -79,6 +80,10 @@ class Jobs(Application):
         self._function_names = function_names
         self._listeners: list[Callable[[int], None]] = []
         self._snapshots: dict[tuple[UUID, int], dict[str, Any]] = {}
+        self._group_commit = GroupCommit(self._put)
+
+    def _put(self, events: list[Any]) -> list[int]:
+        return [r.notification.id for r in self.events.put(events)]
 
     # -- recording -----------------------------------------------------------------------
 
@@ -98,8 +103,7 @@ class Jobs(Application):
         # which costs more than the write itself on the fire path
         if not events:
             return 0
-        recordings = self.events.put(list(events))
-        position = max((r.notification.id for r in recordings), default=0)
+        position = self._group_commit.write(events)
         for listener in self._listeners:
             try:
                 listener(position)

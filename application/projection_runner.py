@@ -36,11 +36,17 @@ class ProjectionRunner:
         self.projection, self.store = projection, store
         self.batch_size = batch_size
         self._topic_list = sorted(projection.topics)
-        self._position = store.position()
+        self._position = store.position()  # as committed in the store
+        # read through with nothing of this projection's in it: not committed (a write per
+        # projection per batch of others' events would cost more than the events), but
+        # known, so read-your-writes need not wait for a commit that changes nothing
+        self._seen = self._position
+        self._committed_at = time.monotonic()
         self._changed = threading.Condition()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._followed = False  # by a thread of its own or its set's
         self.poll_interval = 0.5
 
     @property
@@ -48,10 +54,14 @@ class ProjectionRunner:
         """The projection's name."""
         return self.projection.name
 
+    #: an idle position is committed when it is this far ahead of the stored one, or this old
+    IDLE_COMMIT_EVENTS = 10_000
+    IDLE_COMMIT_SECONDS = 5.0
+
     @property
     def position(self) -> int:
         """The last log position applied (as this process last saw it)."""
-        return self._position
+        return max(self._position, self._seen)
 
     # -- applying ------------------------------------------------------------------------
 
@@ -63,18 +73,30 @@ class ProjectionRunner:
         position moves to that head even if the last events were not this projection's.
         """
         head = stop if stop is not None else (self.recorder.max_notification_id() or 0)
-        if head <= self._position:
+        start = self.position
+        if head <= start:
             return False
         notifications = self.recorder.select_notifications(
-            start=self._position,
+            start=start,
             limit=self.batch_size,
             stop=head,
             topics=self._topic_list,
             inclusive_of_start=False,
         )
         last = notifications[-1].id if len(notifications) == self.batch_size else head
+        if not notifications and not self._idle_is_due(last):
+            self._moved_seen(last)
+            return True
         self.apply(notifications, self.mapper.to_domain_event, last)
         return True
+
+    def _idle_is_due(self, last: int) -> bool:
+        """Whether an idle stretch of the log should now be committed as read (so a restart
+        does not read it again)."""
+        return (
+            last - self._position >= self.IDLE_COMMIT_EVENTS
+            or time.monotonic() - self._committed_at >= self.IDLE_COMMIT_SECONDS
+        )
 
     def apply(
         self, notifications: Sequence[Any], decode: Callable[[Any], Any], last: int | None = None
@@ -94,6 +116,7 @@ class ProjectionRunner:
         if last is None:
             last = notifications[-1].id
         if self.store.commit(changes, expected=start, position=last):
+            self._committed_at = time.monotonic()
             self._moved(last)
         else:  # another process applied this batch first: carry on from where it got to
             self._moved(self.store.position())
@@ -102,9 +125,9 @@ class ProjectionRunner:
         """Apply every event up to the log's head (or `stop`), in this thread."""
         if stop is None:
             stop = self.recorder.max_notification_id() or 0
-        while self._position < stop and self.step(stop):
+        while self.position < stop and self.step(stop):
             pass
-        return self._position
+        return self.position
 
     def reset(self) -> None:
         """Drop the read model: it starts again from the beginning of the log."""
@@ -120,6 +143,13 @@ class ProjectionRunner:
         with self._changed:
             if force or position > self._position:
                 self._position = position
+            if force or position > self._seen:
+                self._seen = position
+            self._changed.notify_all()
+
+    def _moved_seen(self, position: int) -> None:
+        with self._changed:
+            self._seen = max(self._seen, position)
             self._changed.notify_all()
 
     # -- following -----------------------------------------------------------------------
@@ -130,17 +160,18 @@ class ProjectionRunner:
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Block until this projection has applied `position` (read-your-writes)."""
-        if self._thread is None:  # nobody follows the log in this process: apply it here
+        if not self._followed:  # nobody follows the log in this process: apply it here
             self.catch_up(position)
-            return self._position >= position
+            return self.position >= position
         self.wake()
         with self._changed:
-            return self._changed.wait_for(lambda: self._position >= position, timeout)
+            return self._changed.wait_for(lambda: self.position >= position, timeout)
 
     def start(self, poll_interval: float = 0.5) -> None:
         """Follow the log in a thread: at once when woken, else every `poll_interval`."""
         self.poll_interval = poll_interval
         self._stopping.clear()
+        self._followed = True
         self._thread = threading.Thread(
             target=self._follow, name=f"projection-{self.name}", daemon=True
         )
@@ -153,6 +184,7 @@ class ProjectionRunner:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        self._followed = False
 
     def _follow(self) -> None:
         failures = 0
@@ -171,16 +203,25 @@ class ProjectionRunner:
 
 
 class ProjectionSet:
-    """All projections of a process: woken together, waited on together."""
+    """All projections of a process: woken together, waited on together, and followed by one
+    thread that reads each new stretch of the log once for all of them (each projection
+    reading the same rows in a thread of its own cost more than applying them)."""
 
-    def __init__(self, runners: Iterable[ProjectionRunner]) -> None:
+    def __init__(self, runners: Iterable[ProjectionRunner], batch_size: int = 2000) -> None:
         self.runners = {r.name: r for r in runners}
+        self.batch_size = batch_size
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._retry_at: dict[str, float] = {}  # a projection whose batch failed rests a while
+        self._failures: dict[str, int] = {}
 
     def __getitem__(self, name: str) -> ProjectionRunner:
         return self.runners[name]
 
     def wake(self, _position: int | None = None) -> None:
         """Events were written (by this process or, via the store's notice, another)."""
+        self._wake.set()
         for runner in self.runners.values():
             runner.wake()
 
@@ -219,14 +260,83 @@ class ProjectionSet:
         return position
 
     def start(self, poll_interval: float = 0.5) -> None:
-        """Follow the log in one thread per projection."""
+        """Follow the log in a thread: at once when woken, else every `poll_interval`."""
+        self._stopping.clear()
         for runner in self.runners.values():
-            runner.start(poll_interval)
+            runner._followed = True
+            runner._wake = self._wake  # a reader waiting on one projection wakes the thread
+        self._thread = threading.Thread(
+            target=self._follow, args=(poll_interval,), name="projections", daemon=True
+        )
+        self._thread.start()
 
     def stop(self) -> None:
-        """Stop following."""
+        """Stop following; a batch in progress finishes first."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
         for runner in self.runners.values():
-            runner.stop()
+            runner._followed = False
+
+    def step(self) -> bool:
+        """Read the next stretch of the log once and apply it to every projection behind;
+        False when every projection has seen the head."""
+        runners = [
+            r for r in self.runners.values() if self._retry_at.get(r.name, 0) <= time.monotonic()
+        ]
+        if not runners:
+            return False
+        recorder, mapper = runners[0].recorder, runners[0].mapper
+        head = recorder.max_notification_id() or 0
+        start = min(r.position for r in runners)
+        if head <= start:
+            return False
+        topics = sorted({t for r in runners for t in r.projection.topics})
+        notifications = recorder.select_notifications(
+            start=start, limit=self.batch_size, stop=head, topics=topics, inclusive_of_start=False
+        )
+        last = notifications[-1].id if len(notifications) == self.batch_size else head
+        decode = _DecodeOnce(mapper)
+        for runner in runners:
+            if runner.position >= last:
+                continue
+            mine = [
+                n
+                for n in notifications
+                if n.id > runner.position and n.topic in runner.projection.topics
+            ]
+            try:
+                if mine or runner._idle_is_due(last):
+                    runner.apply(mine, decode, last)
+                else:
+                    runner._moved_seen(last)
+                self._failures.pop(runner.name, None)
+            except Exception:  # one projection's trouble must not stop the others
+                failures = self._failures[runner.name] = self._failures.get(runner.name, 0) + 1
+                self._retry_at[runner.name] = time.monotonic() + min(30.0, 0.1 * 2**failures)
+                log.exception("projection %s failed to apply a batch", runner.name)
+        return True
+
+    def _follow(self, poll_interval: float) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                while self.step() and not self._stopping.is_set():
+                    pass
+                failures = 0
+            except Exception:  # the follower must survive a store outage; it logs the stack
+                failures += 1
+                log.exception("projections failed to read the log")
+                self._stopping.wait(min(30.0, 0.1 * 2**failures))
+                continue
+            rest = poll_interval
+            if self._retry_at:  # look again when a resting projection may retry
+                rest = min(rest, max(0.0, min(self._retry_at.values()) - time.monotonic()))
+                self._retry_at = {k: v for k, v in self._retry_at.items() if v > time.monotonic()}
+            self._wake.wait(rest)
 
     def lag(self, head: int) -> dict[str, dict[str, int]]:
         """Each projection's position and how many log positions it is behind `head`."""

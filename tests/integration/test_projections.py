@@ -65,6 +65,26 @@ def test_a_batch_lost_to_another_process_is_not_applied_twice(core: Core, make_c
     assert {r["version"] for r in rows.values()} == {2, 3}
 
 
+def test_job_counts_are_kept_with_the_rows_and_survive_a_rebuild(core: Core, make_core) -> None:  # type: ignore[no-untyped-def]
+    populate(core)  # acme: 5 jobs (2 disabled), one created and deleted
+    core.jobs.create_job("globex", nightly("other"), by="gus")
+    core.projections.catch_up()
+
+    assert core.jobs_view.counts("acme") == (5, 3)
+    assert core.jobs_view.counts("globex") == (1, 1)
+    assert core.jobs_view.counts("nobody") == (0, 0)
+    rows, total = core.jobs_view.list_jobs("acme", offset=4, limit=50)
+    assert (len(rows), total) == (1, 5)
+    assert core.jobs_view.list_jobs("acme", enabled=False)[1] == 2
+
+    core.projections["jobs"].rebuild()
+    assert core.jobs_view.counts("acme") == (5, 3)
+
+    with core.jobs_view.db.write() as c:  # a store from before the counts were kept
+        c.execute(f"DROP TABLE {core.jobs_view.counts_table}")
+    assert make_core().jobs_view.counts("acme") == (5, 3)
+
+
 def test_read_your_writes_when_projections_follow_in_threads(core: Core) -> None:
     core.start()
 
@@ -73,6 +93,22 @@ def test_read_your_writes_when_projections_follow_in_threads(core: Core) -> None
 
     assert visible
     assert core.queries.get_job("acme", str(written.id))["name"] == "nightly-sync"
+
+
+def test_a_failing_projection_does_not_hold_the_others_back(core: Core, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def broken(*args: object, **kwargs: object) -> bool:
+        raise OSError("the executions table is unwritable")
+
+    monkeypatch.setattr(core.executions_view, "commit", broken)
+    core.start()
+
+    job = core.jobs.create_job("acme", nightly(), by="ana")
+    fired = core.jobs.trigger_job("acme", job.id, by="ana")
+
+    assert core.projections["jobs"].wait_for(fired.position, timeout=10)
+    assert not core.projections["executions"].wait_for(fired.position, timeout=0.2)
+    monkeypatch.undo()  # repaired: it catches up on its own
+    assert core.projections["executions"].wait_for(fired.position, timeout=10)
 
 
 def test_a_change_written_by_another_process_reaches_this_read_model(
