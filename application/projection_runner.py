@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
@@ -76,6 +78,12 @@ class ProjectionRunner:
         start = self.position
         if head <= start:
             return False
+        self._apply_read(*self._read(start, head))
+        return True
+
+    def _read(self, start: int, head: int) -> tuple[Sequence[Any], int]:
+        """The next batch after `start` of this projection's events up to `head`, and the
+        position it reaches (a short batch has seen everything up to `head`)."""
         notifications = self.recorder.select_notifications(
             start=start,
             limit=self.batch_size,
@@ -84,11 +92,13 @@ class ProjectionRunner:
             inclusive_of_start=False,
         )
         last = notifications[-1].id if len(notifications) == self.batch_size else head
+        return notifications, last
+
+    def _apply_read(self, notifications: Sequence[Any], last: int) -> None:
         if not notifications and not self._idle_is_due(last):
             self._moved_seen(last)
-            return True
-        self.apply(notifications, self.mapper.to_domain_event, last)
-        return True
+        else:
+            self.apply(notifications, self.mapper.to_domain_event, last)
 
     def _idle_is_due(self, last: int) -> bool:
         """Whether an idle stretch of the log should now be committed as read (so a restart
@@ -108,9 +118,14 @@ class ProjectionRunner:
         events = [decode(n) for n in notifications if n.topic in topics]
         changes: dict[str, Any] = {}
         if events:
-            key = self.projection.key
+            key, creates = self.projection.key, self.projection.creates
             keys = [key(e) for e in events]
-            rows: dict[str, Any] = self.store.load(set(keys))
+            first: dict[str, Any] = {}
+            for k, event in zip(keys, events, strict=True):
+                first.setdefault(k, event)
+            rows: dict[str, Any] = self.store.load(
+                [k for k, event in first.items() if not creates(event)]
+            )
             for k, event in zip(keys, events, strict=True):
                 rows[k] = changes[k] = self.projection.apply(rows.get(k), event)
         if last is None:
@@ -125,8 +140,16 @@ class ProjectionRunner:
         """Apply every event up to the log's head (or `stop`), in this thread."""
         if stop is None:
             stop = self.recorder.max_notification_id() or 0
-        while self.position < stop and self.step(stop):
-            pass
+        if self.position >= stop:
+            return self.position
+        # the next batch is read (the store's time) while this one is folded (ours)
+        with _ReadAhead(self._read, self.position, stop) as batches:
+            for notifications, last in batches:
+                self._apply_read(notifications, last)
+                if self.position != last:  # another process applied some first
+                    break
+        if self.position < stop:
+            return self.catch_up(stop)
         return self.position
 
     def reset(self) -> None:
@@ -344,6 +367,58 @@ class ProjectionSet:
             name: {"position": r.position, "lag": max(0, head - r.position)}
             for name, r in self.runners.items()
         }
+
+
+class _ReadAhead:
+    """Reads batches `read(start, stop) -> (batch, reached)` in a thread, one ahead of the
+    consumer, until `stop` is reached; the reader's errors reach the consumer."""
+
+    _END = object()
+
+    def __init__(
+        self, read: Callable[[int, int], tuple[Sequence[Any], int]], start: int, stop: int
+    ) -> None:
+        self._read, self._start, self._stop = read, start, stop
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="read-ahead", daemon=True)
+
+    def __enter__(self) -> Iterator[tuple[Sequence[Any], int]]:
+        self._thread.start()
+        return self._batches()
+
+    def __exit__(self, *exc: object) -> None:
+        self._closing.set()
+        while self._thread.is_alive():  # unblock a reader waiting to hand over a batch
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)
+        self._thread.join()
+
+    def _batches(self) -> Iterator[tuple[Sequence[Any], int]]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _run(self) -> None:
+        position = self._start
+        try:
+            while position < self._stop and not self._closing.is_set():
+                batch = self._read(position, self._stop)
+                self._put(batch)
+                position = batch[1]
+            self._put(self._END)
+        except BaseException as e:  # noqa: BLE001  # handed to the consumer
+            self._put(e)
+
+    def _put(self, item: Any) -> None:
+        while not self._closing.is_set():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(item, timeout=0.05)
+                return
 
 
 class _DecodeOnce:

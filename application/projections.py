@@ -33,6 +33,10 @@ class Projection(ABC):
     def apply(self, row: Row | None, event: Any) -> Row | None:
         """The row after the event (None: the row is gone). Pure: no I/O, no clock."""
 
+    def creates(self, event: Any) -> bool:
+        """Whether the event starts its row (an aggregate's first event): no row to load."""
+        return False
+
 
 def application_of(app: dict[str, str]) -> dict[str, str]:
     """The application as shown: name and display name default to the id."""
@@ -101,6 +105,9 @@ class ExecutionsProjection(Projection):
 
     def key(self, event: Any) -> str:
         return str(event.originator_id)
+
+    def creates(self, event: Any) -> bool:
+        return isinstance(event, Execution.Scheduled)  # type: ignore[attr-defined]
 
     def apply(self, row: Row | None, event: Any) -> Row | None:
         if isinstance(event, Execution.Scheduled):  # type: ignore[attr-defined]

@@ -29,6 +29,10 @@ class Column:
     value: Callable[[Row], Any]
 
 
+_ID = Column("id", "TEXT", lambda r: r["id"])
+_DOC = Column("doc", "TEXT", lambda r: r)
+
+
 class SqlProjectionStore(TrackingRecorder):
     """Rows of one projection (a JSON document plus indexed columns) and its position."""
 
@@ -42,8 +46,15 @@ class SqlProjectionStore(TrackingRecorder):
         self._marks = "(" + ", ".join("?" * (len(self.columns) + 2)) + ")"
         updates = ", ".join(f"{c}=excluded.{c}" for c in [*(c.name for c in self.columns), "doc"])
         self._on_conflict = f"ON CONFLICT (id) DO UPDATE SET {updates}"
-        self._upsert_one = (
-            f"INSERT INTO {self.table} ({self._names}) VALUES {self._marks} {self._on_conflict}"
+        # PostgreSQL: a batch's rows as one array per column, one statement whatever their
+        # number (row by row, even pipelined, the server parsed and ran one INSERT per row);
+        # binary (`%b`): psycopg escapes text arrays with a regular expression per element
+        arrays = ", ".join(
+            f"%b::{c.sql_type.split()[0].lower()}[]" for c in (_ID, *self.columns, _DOC)
+        )
+        self._upsert_arrays = (
+            f"INSERT INTO {self.table} ({self._names}) SELECT * FROM unnest({arrays}) "
+            f"{self._on_conflict}"
         )
         self._changed = 0  # rows written since the planner's statistics were last refreshed
         self._analyzed_at = 0  # rows written in all when they were
@@ -104,10 +115,10 @@ class SqlProjectionStore(TrackingRecorder):
                 if c.rowcount != 1:  # another process got here first: apply nothing
                     raise _Lost
                 if getattr(self.db, "pipelines_executemany", False):
-                    # psycopg pipelines executemany in one round trip, and parses the
-                    # statement once (a huge multi-row statement is re-parsed every time)
                     if upserts:
-                        c.executemany(self._upsert_one, upserts)
+                        c.execute(
+                            self._upsert_arrays, [list(col) for col in zip(*upserts, strict=True)]
+                        )
                 else:  # SQLite: many rows per statement, one step per chunk
                     for chunk in _chunks(upserts, CHUNK):
                         c.execute(
