@@ -54,6 +54,7 @@ CLAIMED_TRIGGERS = frozenset({Trigger.MANUAL.value, Trigger.BACKFILL.value})
 #: How long the tick waits before trying again to record fires the store refused.
 STORE_RETRY = timedelta(seconds=1)
 MAX_UNRECORDED = 100_000
+START_GROUP = 1_000  # fires (or skip records) per transaction when an engine starts
 #: Outcomes no retry can change.
 FINAL_CODES = frozenset({ErrorCode.URL_BLOCKED.value, ErrorCode.UNKNOWN_FUNCTION.value})
 
@@ -198,18 +199,28 @@ class Engine:
             lambda: self.jobs.recorder.max_notification_id() or 0
         )
         ids = await asyncio.to_thread(self.views.enabled_job_ids)
-        loaded = await asyncio.to_thread(lambda: [self.jobs.load_job(UUID(i)) for i in ids])
+        loaded = await asyncio.to_thread(self.jobs.load_jobs, [UUID(i) for i in ids])
         for job, active_since in loaded:
             if job.enabled and not job.deleted:
                 self._entries[job.id] = _Entry(job, job.schedule, active_since)
         await self._recover()
         decided = await asyncio.to_thread(self.views.decided_until)
         now = self.clock.now()
+        skips: list[Any] = []
+        fires: list[tuple[_Entry, Fire]] = []
         for entry in list(self._entries.values()):
             resume = entry.active_since
             if str(entry.job.id) in decided:
                 resume = max(resume, parse_instant(decided[str(entry.job.id)], "decidedUntil"))
-            await self._catch_up(entry, resume, now)
+            entry_skips, entry_fires = self._misfires(entry, resume, now)
+            skips += entry_skips
+            fires += entry_fires
+        # every job's decision first, then recorded in group commits (one transaction per
+        # job made a start with 10,000 due slots take 43 s)
+        for i in range(0, len(skips), START_GROUP):
+            await self._record_skips(skips[i : i + START_GROUP])
+        for i in range(0, len(fires), START_GROUP):
+            await self._record_and_run(fires[i : i + START_GROUP])
         log.info("engine %s started with %d job(s)", self.node, len(self._entries))
 
     async def _recover(self) -> None:
@@ -246,7 +257,16 @@ class Engine:
             await self.batcher.record(execution)
             self._launch(execution, job)
 
-    async def _catch_up(self, entry: _Entry, resume_after: datetime, now: datetime) -> None:
+    async def _record_skips(self, skips: list[Any]) -> None:
+        if skips:
+            won = await asyncio.to_thread(self.jobs.record_skips, skips)
+            self.stats.skipped += sum(s.count for s in won)
+
+    def _misfires(
+        self, entry: _Entry, resume_after: datetime, now: datetime
+    ) -> tuple[list[Any], list[tuple[_Entry, Fire]]]:
+        """What a job owes since `resume_after`: runs of skipped slots and fires to record;
+        the job's next slot goes on the heap."""
         definition = entry.job.definition
         decision = decide_misfires(
             entry.schedule,
@@ -262,14 +282,10 @@ class Engine:
             )
             for s in decision.skips
         ]
-        if skips:
-            await asyncio.to_thread(self.jobs.record_skips, skips)
-            self.stats.skipped += sum(s.count for s in decision.skips)
         fires = [Fire(entry.job.id, slot, Trigger.CATCH_UP) for slot in decision.catch_up]
         fires += [Fire(entry.job.id, slot, Trigger.CRON) for slot in decision.due]
-        if fires:
-            await self._record_and_run([(entry, f) for f in fires])
         self._schedule(entry, entry.schedule.next_after(now))
+        return skips, [(entry, f) for f in fires]
 
     # -- the tick --------------------------------------------------------------------------
 

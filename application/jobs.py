@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -73,11 +74,13 @@ class Jobs(Application):
         *,
         check_url: Callable[[str], None] | None = None,
         function_names: Callable[[], Collection[str]] | None = None,
+        select_events_of: Callable[[Any, Collection[UUID]], Iterable[Any]] | None = None,
     ) -> None:
         super().__init__(env)
         self.node = node or socket.gethostname()
         self._check_url = check_url
         self._function_names = function_names
+        self._select_events_of = select_events_of  # many aggregates' events in one read
         self._listeners: list[Callable[[int], None]] = []
         self._snapshots: dict[tuple[UUID, int], dict[str, Any]] = {}
         self._group_commit = GroupCommit(self._put)
@@ -347,18 +350,38 @@ class Jobs(Application):
     def load_job(self, job_id: UUID) -> tuple[Job, datetime]:
         """A job and the instant since which its current schedule is owed (created, enabled,
         or its pattern or time zone changed): slots before it were never due."""
+        loaded = self._fold_job(self.events.get(job_id))
+        if loaded is None:
+            raise JobNotFound(job_id)
+        return loaded
+
+    def load_jobs(self, job_ids: Collection[UUID]) -> list[tuple[Job, datetime]]:
+        """`load_job` for many jobs, read from the store together (ids of no job are left out)."""
+        if self._select_events_of is None:
+            found = []
+            for job_id in job_ids:
+                with contextlib.suppress(JobNotFound):
+                    found.append(self.load_job(job_id))
+            return found
+        by_job: dict[UUID, list[Any]] = {}
+        for stored in self._select_events_of(self.recorder, job_ids):
+            by_job.setdefault(stored.originator_id, []).append(stored)
+        to_event = self.mapper.to_domain_event
+        loaded = (self._fold_job(map(to_event, stored)) for stored in by_job.values())
+        return [job for job in loaded if job is not None]
+
+    @staticmethod
+    def _fold_job(events: Iterable[Any]) -> tuple[Job, datetime] | None:
         job: Any = None
         active_since = datetime.min.replace(tzinfo=UTC)
-        for event in self.events.get(job_id):
+        for event in events:
             job = event.mutate(job)
             if isinstance(event, Job.Enabled | Job.Created) or (  # type: ignore[attr-defined]
                 isinstance(event, Job.Updated)  # type: ignore[attr-defined]
                 and ("pattern" in event.changes or "timezone" in event.changes)
             ):
                 active_since = event.timestamp
-        if not isinstance(job, Job):
-            raise JobNotFound(job_id)
-        return job, active_since
+        return (job, active_since) if isinstance(job, Job) else None
 
     def backfill(
         self,
@@ -386,6 +409,11 @@ class Jobs(Application):
 
     def record_skips(self, skips: Sequence[Any]) -> list[Any]:
         """Record runs of skipped slots; return those not already recorded by another engine."""
+        try:  # together, unless another engine recorded one of them: then one by one
+            self.record(*skips)
+            return list(skips)
+        except IntegrityError:
+            pass
         won = []
         for skip in skips:
             try:

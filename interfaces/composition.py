@@ -16,6 +16,7 @@ from application.projection_runner import LogFollower, ProjectionRunner, Project
 from application.projections import all_projections
 from application.queries import Queries
 from application.retention import Retention
+from infrastructure.bulk_events import select_events_of
 from infrastructure.clock import SystemClock
 from infrastructure.functions import FunctionRegistry, FunctionTaskRunner
 from infrastructure.http_runner import HttpTaskRunner
@@ -114,6 +115,7 @@ class Core:
                 node=settings.node,
                 check_url=self.guard.check_url_blocking,
                 function_names=self.functions.names,
+                select_events_of=select_events_of,
             )
             self.views = read_models(self.views_db)
         self.jobs_view: SqlJobsView = self.views["jobs"]  # type: ignore[assignment]

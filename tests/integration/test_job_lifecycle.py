@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import uuid4
+
 import pytest
 
 from domain.errors import (
@@ -227,3 +229,21 @@ def test_jobs_are_listed_with_filters_and_paging(core: Core) -> None:
     assert [j["name"] for j in page.items] == ["job-2", "job-3", "job-4"]
     assert page.total == 8
     assert core.queries.list_jobs("acme", q="100%").total == 0
+
+
+def test_many_jobs_load_together_as_each_loads_alone(core: Core) -> None:
+    ids = [core.jobs.create_job("acme", nightly(f"job-{i}"), by="ana").id for i in range(7)]
+    core.jobs.update_job("acme", ids[1], {"pattern": "5 3 * * *"}, by="bo")
+    core.jobs.disable_job("acme", ids[2], by="bo")
+    core.jobs.enable_job("acme", ids[2], by="bo")
+    core.jobs.delete_job("acme", ids[3], by="bo")
+    nobody = uuid4()
+
+    together = core.jobs.load_jobs([*ids, nobody])
+
+    alone = [core.jobs.load_job(i) for i in ids]
+    key = lambda loaded: (str(loaded[0].id), loaded[0].version, loaded[1])  # noqa: E731
+    assert sorted(map(key, together)) == sorted(map(key, alone))
+    by_id = {job.id: job for job, _ in together}
+    assert by_id[ids[1]].definition["pattern"] == "5 3 * * *"
+    assert by_id[ids[3]].deleted
