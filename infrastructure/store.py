@@ -16,6 +16,7 @@ from infrastructure.read_models import (
     SqlSkipsView,
 )
 from infrastructure.sql import Database, PostgresDatabase, SQLiteDatabase
+from infrastructure.webhook_store import SqlWebhooksView
 
 TRANSCODER = "infrastructure.transcoder:OrjsonTranscoder"
 FAST_CIPHER = "eventsourcing.cryptography:AESCipher"  # on `cryptography`, not pycryptodome
@@ -138,4 +139,5 @@ def read_models(db: Database) -> dict[str, SqlProjectionStore]:
         "executions": SqlExecutionsView(db),
         "ledger": SqlLedgerView(db),
         "skips": SqlSkipsView(db),
+        "webhooks": SqlWebhooksView(db),
     }

@@ -10,12 +10,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from application.engine import Engine, EngineSettings
+from application.event_log import EventLog, LiveLog
 from application.jobs import Jobs
 from application.ports import Clock
 from application.projection_runner import LogFollower, ProjectionRunner, ProjectionSet
 from application.projections import all_projections
 from application.queries import Queries
 from application.retention import Retention
+from application.webhook_dispatcher import DEFAULT_SCHEDULE, DeliverySettings, Dispatcher
+from application.webhooks import Webhooks, WebhooksProjection
 from infrastructure.bulk_events import select_events_of
 from infrastructure.clock import SystemClock
 from infrastructure.functions import FunctionRegistry, FunctionTaskRunner
@@ -31,6 +34,8 @@ from infrastructure.sql import Database
 from infrastructure.store import StoreConfigError, StoreUrl, read_models
 from infrastructure.task_runners import TaskRunners
 from infrastructure.url_guard import UrlGuard
+from infrastructure.webhook_sender import WebhookSender
+from infrastructure.webhook_store import SqlDeliveryStore, SqlWebhooksView
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,13 @@ class Settings:
     failed_retention_days: int = 90
     misfire_grace_seconds: float = 10.0
     shutdown_grace_seconds: float = 30.0
+    # event subscribers (issue 6)
+    webhooks: bool = True
+    webhook_retry_schedule: str = ""
+    webhook_disable_after: int = 0
+    webhook_timeout_seconds: float = 10.0
+    sse_buffer: int = 1000
+    sse_heartbeat_seconds: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -70,6 +82,10 @@ class Settings:
             "SCHEDULER_FAILED_RETENTION_DAYS": ("failed_retention_days", int),
             "CRONSOURCE_MISFIRE_GRACE_SECONDS": ("misfire_grace_seconds", float),
             "CRONSOURCE_SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", float),
+            "CRONSOURCE_WEBHOOK_DISABLE_AFTER": ("webhook_disable_after", int),
+            "CRONSOURCE_WEBHOOK_TIMEOUT_SECONDS": ("webhook_timeout_seconds", float),
+            "CRONSOURCE_SSE_BUFFER": ("sse_buffer", int),
+            "CRONSOURCE_SSE_HEARTBEAT_SECONDS": ("sse_heartbeat_seconds", float),
         }
         for variable, (name, kind) in numbers.items():
             if env.get(variable):
@@ -82,11 +98,21 @@ class Settings:
         for variable, name in (
             ("CRONSOURCE_ALLOW_TARGETS", "allow_targets"),
             ("CRONSOURCE_FUNCTIONS", "functions"),
+            ("CRONSOURCE_WEBHOOK_RETRY_SCHEDULE", "webhook_retry_schedule"),
         ):
             if env.get(variable):
                 values[name] = env[variable]
+        if env.get("CRONSOURCE_WEBHOOKS"):
+            values["webhooks"] = env["CRONSOURCE_WEBHOOKS"].lower() not in ("off", "0", "no")
+        values.setdefault("webhook_retry_schedule", "")
+        delivery_settings(str(values["webhook_retry_schedule"]), 0)  # refuse a bad one now
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def delivery(self) -> DeliverySettings:
+        """How webhook deliveries are retried and given up on."""
+        return delivery_settings(self.webhook_retry_schedule, self.webhook_disable_after)
 
     @property
     def retention(self) -> Retention:
@@ -124,12 +150,23 @@ class Core:
         self.skips_view: SqlSkipsView = self.views["skips"]  # type: ignore[assignment]
         recorder, mapper = self.jobs.recorder, self.jobs.mapper
         self.projections = ProjectionSet(
-            ProjectionRunner(recorder, mapper, p, self.views[p.name]) for p in all_projections()
+            ProjectionRunner(recorder, mapper, p, self.views[p.name])
+            for p in [*all_projections(), WebhooksProjection()]
         )
         self.jobs.on_recorded(self.projections.wake)
         self.queries = Queries(self.jobs_view, self.executions_view)
         self._follower: LogFollower | None = None
         self._log_listeners: list[Callable[[int | None], None]] = []
+        # event subscribers: the log as public events, followed live; webhooks
+        self.event_log = EventLog(recorder, mapper)
+        self.live = LiveLog(self.event_log)
+        self.jobs.on_recorded(self.live.wake)
+        self._log_listeners.append(self.live.wake)
+        self.webhooks_view: SqlWebhooksView = self.views["webhooks"]  # type: ignore[assignment]
+        self.deliveries = SqlDeliveryStore(self.views_db)
+        self.webhooks = Webhooks(
+            self.jobs, self.event_log, self.deliveries, self.guard.check_url_blocking
+        )
 
     def scratch_views(self, db: Database) -> dict[str, SqlProjectionStore]:
         """Read models in another database, for `replay --verify`."""
@@ -164,6 +201,23 @@ class Core:
         self._log_listeners.append(engine.log_changed)
         return engine
 
+    def webhook_dispatcher(self) -> Dispatcher:
+        """A webhook dispatcher on this core (run it with `await dispatcher.run()`)."""
+        s = self.settings
+        return Dispatcher(
+            self.webhooks,
+            self.live,
+            self.deliveries,
+            WebhookSender(self.guard, s.webhook_timeout_seconds),
+            self._enabled_webhooks,
+            s.node,
+            s.delivery,
+        )
+
+    def _enabled_webhooks(self) -> list[str]:
+        self.projections["webhooks"].catch_up()
+        return self.webhooks_view.enabled_ids()
+
     def prune(self, now: datetime | None = None) -> int:
         """Apply retention to the executions read model now; returns the rows removed."""
         self.projections["executions"].catch_up()
@@ -177,6 +231,7 @@ class Core:
     def start(self) -> None:
         """Follow the log: projections in threads, woken by this process and the store."""
         self.projections.start(self.settings.poll_seconds)
+        self.live.start(self.settings.poll_seconds)
         self._follower = LogFollower(self.jobs.recorder, self._notice)
         self._follower.start()
 
@@ -190,6 +245,7 @@ class Core:
         """Stop following and close connections."""
         if self._follower is not None:
             self._follower.stop()
+        self.live.stop()
         self.projections.stop()
         self.views_db.close()
         self.jobs.close()
@@ -212,3 +268,21 @@ class CoreEngineViews:
     def unfinished(self) -> list[dict[str, object]]:
         self.core.projections["executions"].catch_up()
         return self.core.executions_view.unfinished()
+
+
+def delivery_settings(schedule: str, disable_after: int) -> DeliverySettings:
+    """Webhook retry settings from `CRONSOURCE_WEBHOOK_RETRY_SCHEDULE` (seconds, e.g.
+    `5,300,1800`) and `CRONSOURCE_WEBHOOK_DISABLE_AFTER`."""
+    delays = DEFAULT_SCHEDULE
+    if schedule.strip():
+        try:
+            delays = tuple(float(d) for d in schedule.replace(" ", "").split(",") if d)
+        except ValueError:
+            delays = ()
+        if not delays or any(d < 0 for d in delays):
+            raise StoreConfigError(
+                f"CRONSOURCE_WEBHOOK_RETRY_SCHEDULE: {schedule!r} must be seconds, e.g. 5,300,1800"
+            )
+    if disable_after < 0:
+        raise StoreConfigError("CRONSOURCE_WEBHOOK_DISABLE_AFTER: must be 0 or more")
+    return DeliverySettings(retry_schedule=delays, disable_after=disable_after)

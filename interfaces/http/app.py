@@ -22,6 +22,7 @@ from domain.errors import DomainError
 from domain.instants import iso_ms
 from infrastructure.auth import AuthError, Principal, TokenVerifier, bearer_token
 from interfaces.composition import Core
+from interfaces.http import events_api  # noqa: F401  # registers /events and /webhooks
 from interfaces.http.api import api
 from interfaces.http.metrics import metrics_endpoint
 from interfaces.http.problems import (
@@ -111,10 +112,16 @@ def build_app(core: Core, verifier: TokenVerifier, engine: Engine | None = None,
         pruner = asyncio.create_task(prune_hourly(), name="retention")
         if run_engine and engine is not None:
             task = asyncio.create_task(engine.run(), name="engine")
+        dispatcher = core.webhook_dispatcher() if core.settings.webhooks else None
+        app.state.dispatcher = dispatcher
+        hooks = asyncio.create_task(dispatcher.run(), name="webhooks") if dispatcher else None
         try:
             yield
         finally:
             pruner.cancel()
+            if hooks is not None:
+                dispatcher.stop()  # type: ignore[union-attr]
+                await hooks
             if task is not None:
                 engine.stop()  # type: ignore[union-attr]
                 await task
@@ -137,6 +144,7 @@ def build_app(core: Core, verifier: TokenVerifier, engine: Engine | None = None,
     app.state.readiness = _readiness(core, engine, limits)
     app.state.engine = engine
     app.state.metrics = metrics_endpoint(core, engine)
+    app.state.dispatcher = None
     return app
 
 

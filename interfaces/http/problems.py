@@ -20,6 +20,7 @@ from domain.errors import (
     NameTaken,
     VersionConflict,
 )
+from domain.webhook import WebhookNotFound
 
 log = logging.getLogger("cronsource.http")
 
@@ -74,6 +75,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (JobNotFound, 404, "Not Found"),
     (JobDeleted, 404, "Not Found"),
     (ExecutionNotFound, 404, "Not Found"),
+    (WebhookNotFound, 404, "Not Found"),
     (NameTaken, 409, "Conflict"),
     (VersionConflict, 409, "Conflict"),
     (DomainError, 400, "Bad Request"),
