@@ -69,6 +69,9 @@ class EngineSettings:
     shutdown_grace_seconds: float = 30.0
     poll_seconds: float = 0.5
     takeover_seconds: float = 60.0
+    #: fires of `allow`-policy jobs are recorded this long before their slot and started at
+    #: it, so the group commit is not in their lateness (0: decide every fire at its slot)
+    decide_ahead_seconds: float = 0.5
 
 
 @dataclass(slots=True)
@@ -129,8 +132,9 @@ class Engine:
         self._cancel_codes: dict[UUID, str] = {}
         self._queued: dict[UUID, tuple[Execution, Job]] = {}
         self._overlaps: dict[UUID, SkippedSlots] = {}
-        self._background: set[asyncio.Task[bool]] = set()
         self._unrecorded: list[tuple[_Entry, Fire]] = []  # fires the store refused, to retry
+        # fires recorded ahead of their slot, started at it: (slot, seq, execution, job)
+        self._ready: list[tuple[datetime, int, Execution, Job]] = []
         self._failures: dict[UUID, int] = {}
         self._position = 0
         self._semaphore: asyncio.Semaphore | None = None
@@ -179,6 +183,13 @@ class Engine:
         self._wake.set()
 
     async def _shutdown(self) -> None:
+        if self._ready:  # recorded already, due within `decide_ahead_seconds`: they run
+            last = max(slot for slot, *_ in self._ready)
+            bound = self.settings.decide_ahead_seconds + 1  # real seconds, whatever the clock
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(bound):
+                    await self.clock.wait_until(last, asyncio.Event())
+            self._start_ready(last)
         tasks = list(self._tasks.values())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
@@ -246,6 +257,14 @@ class Engine:
             if execution.status is Status.PENDING and execution.trigger in CLAIMED_TRIGGERS:
                 self._launch(execution, job)  # recorded, never claimed: run it now
                 continue
+            grace = timedelta(seconds=self.settings.misfire_grace_seconds)
+            if (
+                execution.status is Status.PENDING
+                and execution.attempt == 0
+                and now - execution.scheduled_for <= grace
+            ):  # recorded (perhaps ahead of its slot) but never started: nothing was called
+                self._launch(execution, job)
+                continue
             error = {
                 "message": "the engine running it stopped",
                 "code": ErrorCode.INTERRUPTED.value,
@@ -296,16 +315,30 @@ class Engine:
 
     async def _tick_loop(self) -> None:
         assert self._stopping is not None and self._wake is not None
+        ahead = timedelta(seconds=self.settings.decide_ahead_seconds)
         while not self._stopping.is_set():
             now = self.clock.now()
+            self._start_ready(now)
             due: list[tuple[_Entry, Fire]] = []
-            while self._heap and self._heap[0][0] <= now:
-                slot, _, job_id, token = heapq.heappop(self._heap)
+            held: list[tuple[datetime, int, UUID, int]] = []  # due soon, decided at their slot
+            following: dict[tuple[Schedule, datetime], datetime] = {}  # jobs share patterns
+            while self._heap and self._heap[0][0] <= now + ahead:
+                item = heapq.heappop(self._heap)
+                slot, _, job_id, token = item
                 entry = self._entries.get(job_id)
                 if entry is None or entry.token != token:
                     continue  # the job changed since this entry was pushed
+                if slot > now and entry.policy is not ConcurrencyPolicy.ALLOW:
+                    held.append(item)  # whether it overlaps is known only at its slot
+                    continue
                 due.append((entry, Fire(job_id, slot)))
-                self._schedule(entry, entry.schedule.next_after(slot))
+                key = (entry.schedule, slot)
+                after = following.get(key)
+                if after is None:
+                    after = following[key] = entry.schedule.next_after(slot)
+                self._schedule(entry, after)
+            for item in held:
+                heapq.heappush(self._heap, item)
             # fires the store refused earlier, for jobs still as they were
             retrying = [(e, f) for e, f in self._unrecorded if self._entries.get(e.job.id) is e]
             self._unrecorded = []
@@ -314,14 +347,34 @@ class Engine:
                 if self._unrecorded:  # still failing: give the store a moment
                     await self.clock.wait_until(now + STORE_RETRY, self._stopping)
                 continue
-            deadline = self._heap[0][0] if self._heap else now + timedelta(seconds=60)
-            await self.clock.wait_until(deadline, self._wake)
+            await self.clock.wait_until(self._next_wake(now, ahead), self._wake)
             self._wake.clear()
+
+    def _next_wake(self, now: datetime, ahead: timedelta) -> datetime:
+        """When the loop has something to do: a ready fire's slot, or the next slot to decide
+        (ahead of it for `allow` jobs)."""
+        deadline = now + timedelta(seconds=60)
+        if self._ready:
+            deadline = min(deadline, self._ready[0][0])
+        if self._heap:
+            slot, _, job_id, _ = self._heap[0]
+            entry = self._entries.get(job_id)
+            early = entry is not None and entry.policy is ConcurrencyPolicy.ALLOW
+            deadline = min(deadline, slot - ahead if early else slot)
+        return deadline
+
+    def _start_ready(self, now: datetime) -> None:
+        """Start the fires recorded ahead whose slot has come."""
+        while self._ready and self._ready[0][0] <= now:
+            slot, _, execution, job = heapq.heappop(self._ready)
+            self.stats.lateness.append((now - slot).total_seconds())
+            self._launch(execution, job)
 
     async def _fire(self, due: list[tuple[_Entry, Fire]], now: datetime) -> None:
         fires: list[tuple[_Entry, Fire]] = []
         for entry, fire in due:
-            self.stats.lateness.append((now - fire.scheduled_for).total_seconds())
+            if fire.scheduled_for <= now:  # a fire decided ahead counts when it starts
+                self.stats.lateness.append((now - fire.scheduled_for).total_seconds())
             policy = entry.policy
             busy = bool(self._active.get(entry.job.id))
             if (busy and policy is ConcurrencyPolicy.SKIP) or (
@@ -354,9 +407,15 @@ class Engine:
             self._mine.clear()
         self._mine.update(e.id for e in won)
         by_job = {e.job.id: e for e, _ in fires}
+        now = self.clock.now()
         for execution in won:
             entry = by_job[execution.job_id]
-            if entry.policy is ConcurrencyPolicy.QUEUE and self._active.get(entry.job.id):
+            if execution.scheduled_for > now:  # decided ahead: started at its slot
+                heapq.heappush(
+                    self._ready, (execution.scheduled_for, next(self._seq), execution, entry.job)
+                )
+                self._track(entry.job.id, execution.id)
+            elif entry.policy is ConcurrencyPolicy.QUEUE and self._active.get(entry.job.id):
                 self._track(entry.job.id, execution.id)
                 self._queued[entry.job.id] = (execution, entry.job)
             else:
@@ -391,9 +450,7 @@ class Engine:
 
     def _record_later(self, execution: Execution) -> None:
         """Hand the events to the next group commit without waiting (order is kept)."""
-        task = asyncio.create_task(self.batcher.record(execution))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self.batcher.submit(execution)
 
     def _launch(self, execution: Execution, job: Job) -> None:
         self._track(job.id, execution.id)
@@ -471,7 +528,8 @@ class Engine:
         # the runner enforces the task's timeout; this bound only guards against a runner bug
         hard_limit = request.timeout_ms / 1000 + 30
         try:
-            return await asyncio.wait_for(self.runner.run(request), timeout=hard_limit)
+            async with asyncio.timeout(hard_limit):  # no task of its own, unlike `wait_for`
+                return await self.runner.run(request)
         except TimeoutError:
             return TaskOutcome(
                 ok=False, error={"message": "timed out", "code": ErrorCode.TIMEOUT.value}

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
 from application.jobs import Jobs
+
+log = logging.getLogger(__name__)
 
 
 class WriteBatcher:
@@ -33,6 +36,18 @@ class WriteBatcher:
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush())
         return await future
+
+    def submit(self, *aggregates: Any) -> None:
+        """Store these aggregates' pending events in the next group commit, without waiting
+        for the outcome (a refused or failed write is logged); call from the event loop."""
+        events = [e for a in aggregates for e in a.collect_events()]
+        if not events:
+            return
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_log_failure)
+        self._pending.append((events, future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
 
     async def drain(self) -> None:
         """Wait until everything handed in so far is written."""
@@ -67,3 +82,12 @@ class WriteBatcher:
                 except IntegrityError:
                     results.append(False)
             return results
+
+
+def _log_failure(future: asyncio.Future[bool]) -> None:
+    if future.cancelled():
+        return
+    if future.exception() is not None:
+        log.error("a group commit failed", exc_info=future.exception())
+    elif not future.result():
+        log.warning("a write handed in without waiting was refused (another writer was first)")

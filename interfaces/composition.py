@@ -54,6 +54,7 @@ class Settings:
     failed_retention_days: int = 90
     misfire_grace_seconds: float = 10.0
     shutdown_grace_seconds: float = 30.0
+    decide_ahead_seconds: float = 0.5
     # event subscribers (issue 6)
     webhooks: bool = True
     webhook_retry_schedule: str = ""
@@ -82,6 +83,7 @@ class Settings:
             "SCHEDULER_FAILED_RETENTION_DAYS": ("failed_retention_days", int),
             "CRONSOURCE_MISFIRE_GRACE_SECONDS": ("misfire_grace_seconds", float),
             "CRONSOURCE_SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", float),
+            "CRONSOURCE_DECIDE_AHEAD_SECONDS": ("decide_ahead_seconds", float),
             "CRONSOURCE_WEBHOOK_DISABLE_AFTER": ("webhook_disable_after", int),
             "CRONSOURCE_WEBHOOK_TIMEOUT_SECONDS": ("webhook_timeout_seconds", float),
             "CRONSOURCE_SSE_BUFFER": ("sse_buffer", int),
@@ -95,6 +97,8 @@ class Settings:
                     raise StoreConfigError(
                         f"{variable}: {env[variable]!r} is not a number"
                     ) from None
+        if not 0 <= float(values.get("decide_ahead_seconds", 0.5)) <= 10:  # type: ignore[arg-type]
+            raise StoreConfigError("CRONSOURCE_DECIDE_AHEAD_SECONDS: must be from 0 to 10")
         for variable, name in (
             ("CRONSOURCE_ALLOW_TARGETS", "allow_targets"),
             ("CRONSOURCE_FUNCTIONS", "functions"),
@@ -195,6 +199,7 @@ class Core:
                 misfire_grace_seconds=s.misfire_grace_seconds,
                 shutdown_grace_seconds=s.shutdown_grace_seconds,
                 poll_seconds=s.poll_seconds,
+                decide_ahead_seconds=s.decide_ahead_seconds,
             ),
         )
         self.jobs.on_recorded(engine.log_changed)

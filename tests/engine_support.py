@@ -85,8 +85,14 @@ class ScriptedRunner:
 def running_engine(
     core: Core, runner: Any, clock: Any = None, **settings: Any
 ) -> Iterator[Engine]:
-    """An engine on its own event loop in a thread, started before the block, stopped after."""
+    """An engine on its own event loop in a thread, started before the block, stopped after.
+
+    With a fake clock, fires are decided at their slot unless the test asks otherwise: time
+    that stands still never reaches a slot decided ahead of it, so which fires exist would
+    depend on the fraction of a second the test happened to start at."""
     options = {"node": "test-node", "poll_seconds": 0.05, **settings}
+    if clock is not None:
+        options.setdefault("decide_ahead_seconds", 0.0)
     engine = Engine(
         core.jobs, runner, clock or SystemClock(), core.engine_views(), EngineSettings(**options)
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -137,9 +137,7 @@ def test_a_slow_job_with_skip_policy_leaves_overlap_records(core: Core) -> None:
 def test_a_backfill_runs_each_past_slot_once_however_often_it_is_asked(core: Core) -> None:
     job_id = core.jobs.create_job("acme", every_second("daily", pattern="0 2 * * *"), by="ana").id
     runner = ScriptedRunner()
-    now = core.jobs.get_job("acme", job_id).schedule.next_after(
-        __import__("datetime").datetime.now(__import__("datetime").UTC)
-    )
+    now = core.jobs.get_job("acme", job_id).schedule.next_after(datetime.now(UTC))
     start, end = now - timedelta(days=5), now - timedelta(days=1)
 
     with running_engine(core, runner):
@@ -378,3 +376,64 @@ def test_fires_the_store_refused_are_recorded_when_it_is_back(core: Core) -> Non
     first_refused = refused[0][0].isoformat(timespec="milliseconds").replace("+00:00", "Z")
     assert slots[0] == first_refused  # the slot refused first was recorded once the store was back
     assert seconds == list(range(seconds[0], seconds[0] + len(seconds)))  # and none after it lost
+
+
+def _half_a_second_before_a_slot(core: Core, **extra: Any) -> tuple[Any, FakeClock]:
+    """A job whose slots before the clock were missed (skipped, not run), 0.3 s before one."""
+    doc = every_second(misfirePolicy="skip", **extra)
+    job_id = core.jobs.create_job("acme", doc, by="ana").id
+    created = next(iter(core.jobs.events.get(job_id))).timestamp
+    slot = created.replace(microsecond=0) + timedelta(seconds=5)
+    return job_id, FakeClock(slot - timedelta(seconds=0.3))
+
+
+def test_an_allow_jobs_fire_is_recorded_ahead_and_started_at_its_slot(core: Core) -> None:
+    job_id, clock = _half_a_second_before_a_slot(core)
+    slot = clock.now() + timedelta(seconds=0.3)
+    runner = ScriptedRunner()
+
+    with running_engine(core, runner, clock, decide_ahead_seconds=0.5, misfire_grace_seconds=0):
+        wait_for(lambda: executions_of(core, job_id), what="the fire recorded before its slot")
+        (row,) = executions_of(core, job_id)
+        assert row["status"] == "pending"
+        assert row["scheduledFor"].startswith(slot.strftime("%Y-%m-%dT%H:%M:%S"))
+        assert runner.for_job(job_id) == []  # recorded, not started: its slot has not come
+
+        clock.advance(0.3)
+        wait_for(lambda: runner.for_job(job_id), what="the start at the slot")
+        wait_for(lambda: executions_of(core, job_id, status="succeeded"), what="the outcome")
+
+    (request,) = runner.for_job(job_id)
+    assert request.scheduled_for == slot
+    (row,) = executions_of(core, job_id)
+    assert row["startedAt"] >= row["scheduledFor"]
+
+
+def test_a_skip_jobs_fire_is_decided_at_its_slot_not_ahead(core: Core) -> None:
+    job_id, clock = _half_a_second_before_a_slot(core, concurrencyPolicy="skip")
+    runner = ScriptedRunner()
+
+    with running_engine(core, runner, clock, decide_ahead_seconds=0.5, misfire_grace_seconds=0):
+        other = core.jobs.create_job("acme", every_second("marker"), by="ana").id
+        wait_for(lambda: executions_of(core, other), what="the allow job's fire, ahead")
+        assert executions_of(core, job_id) == []  # whether it overlaps is known only at its slot
+
+        clock.advance(0.3)
+        wait_for(lambda: executions_of(core, job_id, status="succeeded"), what="the fire")
+
+
+def test_a_fire_recorded_but_never_started_by_a_dead_engine_runs_at_restart(core: Core) -> None:
+    doc = {**every_second("nightly"), "pattern": "0 3 * * *"}  # no slot of its own meanwhile
+    job_id = core.jobs.create_job("acme", doc, by="ana").id
+    job = core.jobs.get_job("acme", job_id)
+    slot = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=2)
+    (execution,) = core.jobs.record_fires([job], [Fire(job_id, slot)])  # then the engine died
+    runner = ScriptedRunner()
+
+    with running_engine(core, runner, node=core.jobs.node):
+        wait_for(lambda: executions_of(core, job_id, status="succeeded"), what="the run")
+
+    (row,) = executions_of(core, job_id)
+    assert row["id"] == str(execution.id)
+    assert (row["trigger"], row["attempt"], row["error"]) == ("cron", 1, None)
+    assert [r.scheduled_for for r in runner.for_job(job_id)] == [slot]
