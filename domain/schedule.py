@@ -52,6 +52,7 @@ _NAMES = {**M_ALPHAS, **DOW_ALPHAS}  # month and weekday names never collide
 _UTC_ZONES = frozenset({"UTC", "Etc/UTC"})
 _SECOND = timedelta(seconds=1)
 _MICROSECOND = timedelta(microseconds=1)
+_NEXT_FIRES_KEPT = 4096  # per pattern and zone
 _ANCHOR = datetime(2000, 1, 1)  # any start: croniter is always handed the time to search from
 
 
@@ -94,9 +95,16 @@ class Schedule(_Cache):
         """The first fire strictly after `instant`, in UTC."""
         lo = _utc_second(instant)
         rules = self._rules
-        if rules.zone is None:
-            return rules.wall_after(lo.replace(tzinfo=None)).replace(tzinfo=UTC)
-        return rules.next_in_zone(lo)
+        found = rules.next_fires.get(lo)
+        if found is None:  # thousands of jobs share a pattern, and ask about the same seconds
+            if rules.zone is None:
+                found = rules.wall_after(lo.replace(tzinfo=None)).replace(tzinfo=UTC)
+            else:
+                found = rules.next_in_zone(lo)
+            if len(rules.next_fires) >= _NEXT_FIRES_KEPT:
+                rules.next_fires.clear()
+            rules.next_fires[lo] = found
+        return found
 
     def latest_at_or_before(self, instant: datetime) -> datetime | None:
         """The last fire at or before `instant`, in UTC; None if none within 50 years."""
@@ -151,7 +159,7 @@ class _Shift(NamedTuple):
 class _Rules:
     """What a Schedule computes once: croniter's expansion, its zone and which DST rule applies."""
 
-    __slots__ = ("_cron", "_lock", "fixed_hour", "has_seconds", "zone")
+    __slots__ = ("_cron", "_lock", "fixed_hour", "has_seconds", "next_fires", "zone")
 
     def __init__(self, expression: str, has_seconds: bool, fixed_hour: bool, zone: str) -> None:
         self._cron = croniter(expression, _ANCHOR, second_at_beginning=has_seconds)
@@ -159,6 +167,7 @@ class _Rules:
         self.has_seconds = has_seconds
         self.fixed_hour = fixed_hour
         self.zone = None if zone in _UTC_ZONES else ZoneInfo(zone)
+        self.next_fires: dict[datetime, datetime] = {}  # a second → the next fire after it
 
     def wall_after(self, wall: datetime) -> datetime:
         """The first matching wall time strictly after `wall` (both naive)."""
