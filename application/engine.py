@@ -55,6 +55,9 @@ CLAIMED_TRIGGERS = frozenset({Trigger.MANUAL.value, Trigger.BACKFILL.value})
 STORE_RETRY = timedelta(seconds=1)
 MAX_UNRECORDED = 100_000
 START_GROUP = 1_000  # fires (or skip records) per transaction when an engine starts
+#: executions launched but not yet started or waiting for a pool slot, past which the tick
+#: loop waits before deciding more slots: under overload fires grow late, not the memory
+BACKLOG = 20_000
 #: Outcomes no retry can change.
 FINAL_CODES = frozenset({ErrorCode.URL_BLOCKED.value, ErrorCode.UNKNOWN_FUNCTION.value})
 
@@ -95,6 +98,7 @@ class _Stats:
     fired: int = 0
     won: int = 0
     skipped: int = 0
+    deferred: int = 0  # times the loop waited for a backlog to drain before deciding slots
     lateness: list[float] = field(default_factory=list)
 
 
@@ -135,6 +139,8 @@ class Engine:
         self._unrecorded: list[tuple[_Entry, Fire]] = []  # fires the store refused, to retry
         # fires recorded ahead of their slot, started at it: (slot, seq, execution, job)
         self._ready: list[tuple[datetime, int, Execution, Job]] = []
+        self._unstarted: set[UUID] = set()  # executions whose task has not begun to run
+        self._drained: asyncio.Event | None = None
         self._failures: dict[UUID, int] = {}
         self._position = 0
         self._semaphore: asyncio.Semaphore | None = None
@@ -152,6 +158,7 @@ class Engine:
         self._semaphore = asyncio.Semaphore(self.settings.max_concurrency)
         self._wake, self._log_changed = asyncio.Event(), asyncio.Event()
         self._stopping = asyncio.Event()
+        self._drained = asyncio.Event()
         await self._start()
         self.started.set()
         follower = asyncio.create_task(self._follow_log(), name="engine-log")
@@ -319,6 +326,9 @@ class Engine:
         while not self._stopping.is_set():
             now = self.clock.now()
             self._start_ready(now)
+            if self._backlog > BACKLOG:  # overloaded: let started work catch up first
+                await self._wait_drained()
+                continue
             due: list[tuple[_Entry, Fire]] = []
             held: list[tuple[datetime, int, UUID, int]] = []  # due soon, decided at their slot
             following: dict[tuple[Schedule, datetime], datetime] = {}  # jobs share patterns
@@ -349,6 +359,29 @@ class Engine:
                 continue
             await self.clock.wait_until(self._next_wake(now, ahead), self._wake)
             self._wake.clear()
+
+    @property
+    def _backlog(self) -> int:
+        return len(self._unstarted) + self.stats.queued
+
+    async def _wait_drained(self) -> None:
+        assert self._drained is not None and self._stopping is not None
+        self._drained.clear()
+        self.stats.deferred += 1
+        log.warning(
+            "engine %s: %d executions wait to start; deciding slots later",
+            self.node,
+            self._backlog,
+        )
+        stop = asyncio.ensure_future(self._stopping.wait())
+        drained = asyncio.ensure_future(self._drained.wait())
+        _, pending = await asyncio.wait([stop, drained], return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+
+    def _check_drained(self) -> None:
+        if self._drained is not None and self._backlog <= BACKLOG // 2:
+            self._drained.set()
 
     def _next_wake(self, now: datetime, ahead: timedelta) -> datetime:
         """When the loop has something to do: a ready fire's slot, or the next slot to decide
@@ -456,9 +489,13 @@ class Engine:
         self._track(job.id, execution.id)
         task = asyncio.create_task(self._execute(execution, job), name=f"execution-{execution.id}")
         self._tasks[execution.id] = task
+        self._unstarted.add(execution.id)
+        task.add_done_callback(lambda _: self._unstarted.discard(execution.id))  # cancelled early
 
     async def _execute(self, execution: Execution, job: Job) -> None:
         assert self._semaphore is not None and self._stopping is not None
+        self._unstarted.discard(execution.id)
+        self._check_drained()
         try:
             delay = jitter_for(
                 job.id, execution.scheduled_for, job.definition.get("jitterSeconds", 0)
@@ -474,6 +511,7 @@ class Engine:
                     await self._semaphore.acquire()
                 finally:
                     self.stats.queued -= 1
+                    self._check_drained()
                 try:
                     if self._stopping.is_set():
                         return  # shutting down: it stays pending, for the next start

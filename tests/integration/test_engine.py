@@ -437,3 +437,28 @@ def test_a_fire_recorded_but_never_started_by_a_dead_engine_runs_at_restart(core
     assert row["id"] == str(execution.id)
     assert (row["trigger"], row["attempt"], row["error"]) == ("cron", 1, None)
     assert [r.scheduled_for for r in runner.for_job(job_id)] == [slot]
+
+
+def test_an_overloaded_engine_decides_slots_later_instead_of_piling_up_work(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("application.engine.BACKLOG", 5)
+    ids = [core.jobs.create_job("acme", every_second(f"j{i}"), by="ana").id for i in range(10)]
+    created = next(iter(core.jobs.events.get(ids[-1]))).timestamp
+    clock = FakeClock(created.replace(microsecond=0) + timedelta(seconds=1.5))
+    gate = threading.Event()
+    runner = ScriptedRunner(gate={i: gate for i in ids})
+    recorded = lambda: sum(len(executions_of(core, i)) for i in ids)  # noqa: E731
+
+    with running_engine(
+        core, runner, clock, max_concurrency=1, misfire_grace_seconds=60
+    ) as engine:
+        wait_for(lambda: recorded() >= 10, what="the first slot's fires")
+        wait_for(lambda: engine.stats.queued == 9, what="one running, nine waiting for the pool")
+        first = recorded()
+        clock.advance(3)  # three more slots come
+        wait_for(lambda: engine.stats.deferred, what="the engine declining to decide them")
+        assert recorded() == first  # no new slots decided while the backlog is over its bound
+
+        gate.set()  # the work drains; the slots are decided late, none dropped
+        wait_for(lambda: recorded() >= first + 30, what="the late slots")
