@@ -24,11 +24,11 @@ from eventsourcing.utils import get_topic
 
 from application.jobs import Fire, Jobs
 from application.misfires import decide_misfires
-from application.ports import Clock, EngineViews, TaskOutcome, TaskRequest, TaskRunner
+from application.ports import Clock, EngineViews, Row, TaskOutcome, TaskRequest, TaskRunner
 from application.write_batcher import WriteBatcher
 from domain.errors import DomainError
 from domain.execution import ErrorCode, Execution, Status, Trigger
-from domain.instants import parse_instant
+from domain.instants import iso_ms, parse_instant
 from domain.job import SYSTEM, Job
 from domain.ledger import SkippedSlots, SkipReason
 from domain.parameters import resolve_parameters
@@ -99,6 +99,7 @@ class _Stats:
     won: int = 0
     skipped: int = 0
     deferred: int = 0  # times the loop waited for a backlog to drain before deciding slots
+    watches: int = 0  # times this node beat and looked for what dead nodes left
     lateness: list[float] = field(default_factory=list)
 
 
@@ -140,6 +141,7 @@ class Engine:
         # fires recorded ahead of their slot, started at it: (slot, seq, execution, job)
         self._ready: list[tuple[datetime, int, Execution, Job]] = []
         self._unstarted: set[UUID] = set()  # executions whose task has not begun to run
+        self._claims: set[UUID] = set()  # taken over from a dead node: start only if we win
         self._drained: asyncio.Event | None = None
         self._failures: dict[UUID, int] = {}
         self._position = 0
@@ -159,13 +161,16 @@ class Engine:
         self._wake, self._log_changed = asyncio.Event(), asyncio.Event()
         self._stopping = asyncio.Event()
         self._drained = asyncio.Event()
+        await self._beat()
         await self._start()
         self.started.set()
         follower = asyncio.create_task(self._follow_log(), name="engine-log")
+        watcher = asyncio.create_task(self._watch_nodes(), name="engine-nodes")
         try:
             await self._tick_loop()
         finally:
             follower.cancel()
+            watcher.cancel()
             await self._shutdown()
 
     def stop(self) -> None:
@@ -241,17 +246,58 @@ class Engine:
             await self._record_and_run(fires[i : i + START_GROUP])
         log.info("engine %s started with %d job(s)", self.node, len(self._entries))
 
-    async def _recover(self) -> None:
-        """Executions a dead engine left unfinished: failed INTERRUPTED, retried if allowed."""
-        now = self.clock.now()
+    # -- other nodes -----------------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        """Tell the other nodes this one is alive."""
+        try:
+            await asyncio.to_thread(self.views.beat, self.node, iso_ms(self.clock.now()))
+        except Exception:  # the store is away: the next beat will do
+            log.exception("engine %s could not record its heartbeat", self.node)
+
+    async def _watch_nodes(self) -> None:
+        """Beat, and take over what nodes that stopped beating left unfinished."""
+        assert self._stopping is not None
+        period = self.settings.takeover_seconds / 4
+        while not self._stopping.is_set():
+            await self.clock.wait_until(
+                self.clock.now() + timedelta(seconds=period), self._stopping
+            )
+            await self._beat()
+            try:
+                await self._recover(at_start=False)
+            except Exception:  # the store is away: look again at the next beat
+                log.exception("engine %s could not look for orphaned executions", self.node)
+            self.stats.watches += 1
+
+    def _dead(self, node: str, row: Row, seen: dict[str, str], now: datetime) -> bool:
+        """Whether `node` has stopped: no heartbeat for `takeover_seconds` (a node never seen
+        beating, from before heartbeats: no activity on the execution for that long)."""
         takeover = timedelta(seconds=self.settings.takeover_seconds)
+        if node in seen:
+            return parse_instant(seen[node], "seenAt") + takeover < now
+        last = row.get("nextAttemptAt") or row.get("startedAt") or row["scheduledFor"]
+        return parse_instant(last, "at") + takeover < now
+
+    async def _recover(self, at_start: bool = True) -> None:
+        """Executions a dead engine left unfinished: failed INTERRUPTED, retried if allowed,
+        or run if it never started them. At start that includes this node's own, left by
+        its previous process; afterwards only those of nodes that stopped beating."""
+        now = self.clock.now()
+        seen = await asyncio.to_thread(self.views.last_seen)
         for row in await asyncio.to_thread(self.views.unfinished):
             execution_id, job_id = UUID(row["id"]), UUID(row["jobId"])
+            if execution_id in self._tasks:
+                continue  # this process runs it
+            mine = row["node"] == self.node
+            if (mine and not at_start) or (
+                not mine and not self._dead(row["node"], row, seen, now)
+            ):
+                if at_start:
+                    self._track(job_id, execution_id)  # a live node's: it counts as running
+                continue
             self._track(job_id, execution_id)
-            last = row.get("nextAttemptAt") or row.get("startedAt") or row["scheduledFor"]
-            stale = parse_instant(last, "at") + takeover < now
-            if row["node"] != self.node and not stale:
-                continue  # another live node's: it counts as running, and is theirs to finish
+            self._claims.add(execution_id)  # another node may take it over too: one wins
             entry = self._entries.get(job_id)
             execution = await asyncio.to_thread(self.jobs.repository.get, execution_id)
             if entry is None:
@@ -280,7 +326,9 @@ class Engine:
                 self._finished(job_id, execution_id)
                 await self.batcher.record(execution)
                 continue
-            await self.batcher.record(execution)
+            if not await self.batcher.record(execution):
+                self._finished(job_id, execution_id)  # another node took it over first
+                continue
             self._launch(execution, job)
 
     async def _record_skips(self, skips: list[Any]) -> None:
@@ -518,7 +566,9 @@ class Engine:
                     self.stats.running += 1
                     try:
                         execution.start(self.node, self.clock.now())
-                        if execution.trigger in CLAIMED_TRIGGERS and execution.attempt == 1:
+                        claimed = execution.trigger in CLAIMED_TRIGGERS and execution.attempt == 1
+                        if claimed or execution.id in self._claims:
+                            self._claims.discard(execution.id)
                             if not await self.batcher.record(execution):
                                 return  # another engine claimed it
                         else:  # this engine's own fire: no need to wait for the write

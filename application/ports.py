@@ -31,6 +31,14 @@ class EngineViews(Protocol):
 
     def unfinished(self) -> list[Row]: ...
 
+    def beat(self, node: str, at: str) -> None:
+        """Note that engine `node` is alive at `at` (ISO instant)."""
+        ...
+
+    def last_seen(self) -> dict[str, str]:
+        """Each engine node's last heartbeat (ISO instants)."""
+        ...
+
 
 class ProjectionStore(Protocol):
     """Rows of one projection plus its tracking position, written together in one commit."""

@@ -23,6 +23,7 @@ from infrastructure.bulk_events import select_events_of
 from infrastructure.clock import SystemClock
 from infrastructure.functions import FunctionRegistry, FunctionTaskRunner
 from infrastructure.http_runner import HttpTaskRunner
+from infrastructure.nodes import SqlNodes
 from infrastructure.read_models import (
     SqlExecutionsView,
     SqlJobsView,
@@ -152,6 +153,7 @@ class Core:
         self.executions_view: SqlExecutionsView = self.views["executions"]  # type: ignore[assignment]
         self.ledger_view: SqlLedgerView = self.views["ledger"]  # type: ignore[assignment]
         self.skips_view: SqlSkipsView = self.views["skips"]  # type: ignore[assignment]
+        self.nodes = SqlNodes(self.views_db)
         recorder, mapper = self.jobs.recorder, self.jobs.mapper
         self.projections = ProjectionSet(
             ProjectionRunner(recorder, mapper, p, self.views[p.name])
@@ -273,6 +275,12 @@ class CoreEngineViews:
     def unfinished(self) -> list[dict[str, object]]:
         self.core.projections["executions"].catch_up()
         return self.core.executions_view.unfinished()
+
+    def beat(self, node: str, at: str) -> None:
+        self.core.nodes.beat(node, at)
+
+    def last_seen(self) -> dict[str, str]:
+        return self.core.nodes.last_seen()
 
 
 def delivery_settings(schedule: str, disable_after: int) -> DeliverySettings:

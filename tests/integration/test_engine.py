@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from application.jobs import Fire
+from domain.instants import iso_ms
 from interfaces.composition import Core
 from tests.engine_support import FakeClock, ScriptedRunner, running_engine, wait_for
 
@@ -462,3 +463,42 @@ def test_an_overloaded_engine_decides_slots_later_instead_of_piling_up_work(
 
         gate.set()  # the work drains; the slots are decided late, none dropped
         wait_for(lambda: recorded() >= first + 30, what="the late slots")
+
+
+def _running_on(core: Core, node: str, job_id: Any, slot: Any) -> Any:
+    """An execution another engine node recorded and started (and then went quiet)."""
+    job = core.jobs.get_job("acme", job_id)
+    (execution,) = core.jobs.record_fires([job], [Fire(job_id, slot)])
+    execution.start(node, slot)
+    core.jobs.record(execution)
+    return execution
+
+
+@pytest.mark.parametrize("ghost_alive", [False, True])
+def test_a_node_that_stops_beating_has_its_executions_taken_over(
+    core: Core, ghost_alive: bool
+) -> None:
+    doc = {**every_second("nightly"), "pattern": "0 3 * * *"}
+    job_id = core.jobs.create_job("acme", doc, by="ana").id
+    now = datetime.now(UTC).replace(microsecond=0)
+    clock = FakeClock(now)
+    execution = _running_on(core, "ghost", job_id, now - timedelta(seconds=1))
+    core.nodes.beat("ghost", iso_ms(now))  # alive when we start: its run is its own
+    runner = ScriptedRunner()
+
+    with running_engine(core, runner, clock, takeover_seconds=4) as engine:
+        for second in range(1, 7):  # the engine beats and looks every takeover_seconds / 4
+            if ghost_alive:
+                core.nodes.beat("ghost", iso_ms(now + timedelta(seconds=second)))
+            looked = engine.stats.watches
+            clock.advance(1)
+            wait_for(lambda: engine.stats.watches > looked, what="the engine's look")  # noqa: B023
+
+    (row,) = executions_of(core, job_id)
+    assert row["id"] == str(execution.id)
+    if ghost_alive:
+        assert row["status"] == "running"  # a live node's run is never interrupted
+    else:
+        assert (row["status"], row["error"]["code"]) == ("failed", "INTERRUPTED")
+    assert core.nodes.last_seen()["test-node"] == iso_ms(now + timedelta(seconds=6))
+    assert runner.for_job(job_id) == []
