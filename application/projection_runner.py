@@ -44,6 +44,9 @@ class ProjectionRunner:
         # known, so read-your-writes need not wait for a commit that changes nothing
         self._seen = self._position
         self._committed_at = time.monotonic()
+        # one applier at a time in this process (the follower, a catch-up asked for by a
+        # request): a batch read before another thread moved on must not be applied after it
+        self._lock = threading.RLock()
         self._changed = threading.Condition()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -75,11 +78,12 @@ class ProjectionRunner:
         position moves to that head even if the last events were not this projection's.
         """
         head = stop if stop is not None else (self.recorder.max_notification_id() or 0)
-        start = self.position
-        if head <= start:
-            return False
-        self._apply_read(*self._read(start, head))
-        return True
+        with self._lock:
+            start = self.position
+            if head <= start:
+                return False
+            self._apply_read(*self._read(start, head))
+            return True
 
     def _read(self, start: int, head: int) -> tuple[Sequence[Any], int]:
         """The next batch after `start` of this projection's events up to `head`, and the
@@ -113,6 +117,12 @@ class ProjectionRunner:
     ) -> None:
         """Fold a batch that follows this projection's position into its store, in one commit;
         the position moves to `last` (default: the batch's last notification)."""
+        with self._lock:
+            self._apply(notifications, decode, last)
+
+    def _apply(
+        self, notifications: Sequence[Any], decode: Callable[[Any], Any], last: int | None
+    ) -> None:
         start = self._position
         topics = self.projection.topics
         events = [decode(n) for n in notifications if n.topic in topics]
@@ -134,28 +144,30 @@ class ProjectionRunner:
             self._committed_at = time.monotonic()
             self._moved(last)
         else:  # another process applied this batch first: carry on from where it got to
-            self._moved(self.store.position())
+            self._lost(self.store.position())
 
     def catch_up(self, stop: int | None = None) -> int:
         """Apply every event up to the log's head (or `stop`), in this thread."""
         if stop is None:
             stop = self.recorder.max_notification_id() or 0
-        if self.position >= stop:
-            return self.position
-        # the next batch is read (the store's time) while this one is folded (ours)
-        with _ReadAhead(self._read, self.position, stop) as batches:
-            for notifications, last in batches:
-                self._apply_read(notifications, last)
-                if self.position != last:  # another process applied some first
+        with self._lock:
+            while self.position < stop:
+                before = self.position
+                # the next batch is read (the store's time) while this one is folded (ours)
+                with _ReadAhead(self._read, before, stop) as batches:
+                    for notifications, last in batches:
+                        self._apply_read(notifications, last)
+                        if self.position != last:  # another process applied some first
+                            break
+                if self.position <= before:  # no progress: nothing more to read
                     break
-        if self.position < stop:
-            return self.catch_up(stop)
-        return self.position
+            return self.position
 
     def reset(self) -> None:
         """Drop the read model: it starts again from the beginning of the log."""
-        self.store.reset()
-        self._moved(0, force=True)
+        with self._lock:
+            self.store.reset()
+            self._moved(0, force=True)
 
     def rebuild(self) -> int:
         """Drop the read model and apply the whole log again."""
@@ -168,6 +180,14 @@ class ProjectionRunner:
                 self._position = position
             if force or position > self._seen:
                 self._seen = position
+            self._changed.notify_all()
+
+    def _lost(self, stored: int) -> None:
+        """A commit found another position in the store: take it as ours (what was seen of the
+        log stays seen: no event of this projection's lies there)."""
+        with self._changed:
+            self._position = stored
+            self._seen = max(self._seen, stored)
             self._changed.notify_all()
 
     def _moved_seen(self, position: int) -> None:
@@ -323,18 +343,19 @@ class ProjectionSet:
         last = notifications[-1].id if len(notifications) == self.batch_size else head
         decode = _DecodeOnce(mapper)
         for runner in runners:
-            if runner.position >= last:
-                continue
-            mine = [
-                n
-                for n in notifications
-                if n.id > runner.position and n.topic in runner.projection.topics
-            ]
             try:
-                if mine or runner._idle_is_due(last):
-                    runner.apply(mine, decode, last)
-                else:
-                    runner._moved_seen(last)
+                with runner._lock:  # read before another thread may have moved it on: filter now
+                    if runner.position >= last:
+                        continue
+                    mine = [
+                        n
+                        for n in notifications
+                        if n.id > runner.position and n.topic in runner.projection.topics
+                    ]
+                    if mine or runner._idle_is_due(last):
+                        runner.apply(mine, decode, last)
+                    else:
+                        runner._moved_seen(last)
                 self._failures.pop(runner.name, None)
             except Exception:  # one projection's trouble must not stop the others
                 failures = self._failures[runner.name] = self._failures.get(runner.name, 0) + 1

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -109,6 +110,44 @@ def test_a_failing_projection_does_not_hold_the_others_back(core: Core, monkeypa
     assert not core.projections["executions"].wait_for(fired.position, timeout=0.2)
     monkeypatch.undo()  # repaired: it catches up on its own
     assert core.projections["executions"].wait_for(fired.position, timeout=10)
+
+
+def test_a_catch_up_asked_for_while_the_follower_runs_applies_each_event_once(
+    core: Core, tmp_path: Path
+) -> None:
+    core.start()  # the follower thread applies as events come
+    job_id = core.jobs.create_job("acme", nightly(), by="ana").id
+    job = core.jobs.get_job("acme", job_id)
+    done = threading.Event()
+
+    def write() -> None:
+        for minute in range(300):
+            (execution,) = core.jobs.record_fires(
+                [job], [Fire(job_id, SLOT + timedelta(minutes=minute))]
+            )
+            execution.start("n", SLOT)
+            core.jobs.record(execution)
+            execution.succeed({"ok": True}, SLOT)
+            core.jobs.record(execution)
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    while not done.is_set():  # as a request does (`/jobs/{id}/slots`, the engine's views)
+        core.projections.catch_up()
+    writer.join()
+    core.projections.catch_up()
+
+    head = core.jobs.recorder.max_notification_id()
+    for name, runner in core.projections.runners.items():
+        assert runner.position == head
+        _, differences = verify_projection(
+            core.jobs.recorder, core.jobs.mapper, runner.projection, runner.store,
+            _scratch_store(core, tmp_path, name),
+        )  # fmt: skip
+        assert differences == [], name
+    statuses = {r["status"] for r in core.executions_view.dump()[1].values()}
+    assert statuses == {"succeeded"}
 
 
 def test_a_change_written_by_another_process_reaches_this_read_model(
