@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import logging
 import re
 import threading
@@ -83,22 +84,36 @@ class Page:
     more: bool
 
 
+#: Aggregates whose owner is remembered (least recently used forgotten first): about 0.8 KB
+#: each, so some 16 MB; an owner forgotten is looked up again (one indexed read).
+OWNER_CACHE = 20_000
+#: An event's cost in the ring or a client's buffer beyond its body (the object, its strings).
+EVENT_OVERHEAD = 400
+
+
 class Owners:
     """Whom each aggregate's events belong to: remembered from first events as they pass,
     looked up in the log (its first event) for aggregates first seen mid-log."""
 
-    def __init__(self, recorder: ApplicationRecorder, mapper: Mapper[Any], size: int = 200_000):
+    def __init__(
+        self, recorder: ApplicationRecorder, mapper: Mapper[Any], size: int = OWNER_CACHE
+    ) -> None:
         self.recorder, self.mapper, self.size = recorder, mapper, size
         self._owners: OrderedDict[UUID, Owner | None] = OrderedDict()
         self._job_apps: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """How many owners are remembered."""
+        return len(self._owners)
 
     def note(self, event: Any) -> Owner | None:
         """Learn from a first event; the owner of any event (None: internal aggregate)."""
         if event.originator_version == 1:
             if isinstance(event, SkippedSlots.Skipped):  # type: ignore[attr-defined]
                 self.of(event.job_id)  # a skip's application comes from its job
-            owner = owner_of_first(event, self._job_apps)
+            with self._lock:
+                owner = owner_of_first(event, self._job_apps)
             self._remember(event.originator_id, owner)
             return owner
         return self.of(event.originator_id)
@@ -107,6 +122,7 @@ class Owners:
         """The owner of an aggregate's events."""
         with self._lock:
             if originator_id in self._owners:
+                self._owners.move_to_end(originator_id)  # least recently used goes first
                 return self._owners[originator_id]
         stored = self.recorder.select_events(originator_id, lte=1)
         owner = None
@@ -114,7 +130,8 @@ class Owners:
             first = self.mapper.to_domain_event(stored[0])
             if isinstance(first, SkippedSlots.Skipped):  # type: ignore[attr-defined]
                 self.of(first.job_id)  # a skip's application comes from its job
-            owner = owner_of_first(first, self._job_apps)
+            with self._lock:
+                owner = owner_of_first(first, self._job_apps)
         self._remember(originator_id, owner)
         return owner
 
@@ -125,6 +142,7 @@ class Owners:
                 self._owners.popitem(last=False)
             if owner is not None and owner.kind == "job" and owner.application_id is not None:
                 self._job_apps[str(originator_id)] = owner.application_id
+                self._job_apps.move_to_end(str(originator_id))
                 if len(self._job_apps) > self.size:
                     self._job_apps.popitem(last=False)
 
@@ -132,9 +150,11 @@ class Owners:
 class EventLog:
     """Reads the log as public events."""
 
-    def __init__(self, recorder: ApplicationRecorder, mapper: Mapper[Any]) -> None:
+    def __init__(
+        self, recorder: ApplicationRecorder, mapper: Mapper[Any], owner_cache: int = OWNER_CACHE
+    ) -> None:
         self.recorder, self.mapper = recorder, mapper
-        self.owners = Owners(recorder, mapper)
+        self.owners = Owners(recorder, mapper, owner_cache)
 
     def head(self) -> int:
         """The log's last position."""
@@ -201,15 +221,30 @@ class EventLog:
 
 Listener = Callable[[list[PublicEvent], int], None]
 
+#: The ring's bounds: at most this many of the latest events, and at most this many bytes
+#: (an execution's result can be 64 KiB: a count alone would not bound the memory).
+RING_EVENTS = 10_000
+RING_BYTES = 16 * 1024 * 1024
+
+
+def event_cost(event: PublicEvent) -> int:
+    """Roughly what keeping an event costs: its body and the object around it."""
+    return len(event.body) + EVENT_OVERHEAD
+
 
 class LiveLog:
     """Follows the log's head in a thread; each new public event is built once, kept in a
-    bounded ring of the latest, and handed to every listener with the head reached."""
+    ring of the latest (bounded in count and bytes), and handed to every listener with the
+    head reached."""
 
-    def __init__(self, log: EventLog, ring_size: int = 10_000) -> None:
+    def __init__(
+        self, log: EventLog, ring_size: int = RING_EVENTS, ring_bytes: int = RING_BYTES
+    ) -> None:
         self.log = log
-        self._ring: deque[PublicEvent] = deque(maxlen=ring_size)
-        self._positions: deque[int] = deque(maxlen=ring_size)
+        self.ring_size, self.ring_bytes = ring_size, ring_bytes
+        self._ring: deque[PublicEvent] = deque()
+        self._positions: deque[int] = deque()
+        self._ring_cost = 0
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
         self._wake = threading.Event()
@@ -218,6 +253,11 @@ class LiveLog:
         self.position = 0
         self.ring_start = 0  # the ring holds every public event after this position
 
+    @property
+    def listeners(self) -> int:
+        """How many listeners are called after each batch."""
+        return len(self._listeners)
+
     def add_listener(self, listener: Listener) -> None:
         """Call `listener(events, head)` from the follower thread after each batch."""
         with self._lock:  # not while an idle follower skips ahead (see `step`)
@@ -225,8 +265,9 @@ class LiveLog:
 
     def remove_listener(self, listener: Listener) -> None:
         """Stop calling `listener`."""
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
     def wake(self, _position: int | None = None) -> None:
         """The log moved (this process wrote, or the store said so): look now."""
@@ -255,7 +296,7 @@ class LiveLog:
             if after < self.ring_start:
                 return None
             i = bisect.bisect_right(self._positions, after)
-            events = [self._ring[j] for j in range(i, min(len(self._ring), i + limit))]
+            events = list(itertools.islice(self._ring, i, i + limit))
             position = self.position
         if len(events) == limit:
             return Page(events, events[-1].position, True)
@@ -268,6 +309,29 @@ class LiveLog:
             return page
         return self.log.read_all(after, limit, stop=self.position or None)
 
+    def from_ring(self, wanted: EventFilter, after: int, limit: int) -> Page | None:
+        """The reader's events after `after` up to where the live log stands, looked for in
+        the ring (in memory), or None when the ring no longer holds them."""
+        found: list[PublicEvent] = []
+        with self._lock:
+            if after < self.ring_start:
+                return None
+            start = bisect.bisect_right(self._positions, after)
+            for event in itertools.islice(self._ring, start, None):
+                if wanted.matches(event):
+                    found.append(event)
+                    if len(found) == limit:
+                        return Page(found, event.position, True)
+            return Page(found, max(after, self.position), False)
+
+    def read(self, wanted: EventFilter, after: int, limit: int) -> Page:
+        """The reader's events after `after`, up to where the live log stands: from the ring,
+        else from the log (see `EventLog.read`; it blocks)."""
+        page = self.from_ring(wanted, after, limit)
+        if page is not None:
+            return page
+        return self.log.read(wanted, after, limit, stop=self.position or None)
+
     def step(self) -> bool:
         """Read the next batch after the head; False when there was none."""
         if self._skip_unheard():
@@ -276,18 +340,29 @@ class LiveLog:
         if page.next_after <= self.position:
             return False
         with self._lock:
-            for event in page.events:
-                if len(self._ring) == self._ring.maxlen:
-                    self.ring_start = self._positions[0]
-                self._ring.append(event)
-                self._positions.append(event.position)
+            self._keep(page.events)
             self.position = page.next_after
-        for listener in list(self._listeners):
+            listeners = list(self._listeners)
+        for listener in listeners:
             try:
                 listener(page.events, page.next_after)
             except Exception:  # one listener's trouble must not stop the others
                 log.exception("a live log listener failed")
         return True
+
+    def _keep(self, events: list[PublicEvent]) -> None:
+        """Add to the ring, dropping the oldest beyond its bounds (under the lock)."""
+        for event in events:
+            self._ring.append(event)
+            self._positions.append(event.position)
+            self._ring_cost += event_cost(event)
+        while self._ring and (
+            len(self._ring) > self.ring_size or self._ring_cost > self.ring_bytes
+        ):
+            dropped = self._ring.popleft()
+            self._positions.popleft()
+            self._ring_cost -= event_cost(dropped)
+            self.ring_start = dropped.position
 
     def _skip_unheard(self) -> bool:
         """With nobody listening, move to the head without building events nobody reads (an
@@ -302,6 +377,7 @@ class LiveLog:
             if head > self.position:
                 self._ring.clear()
                 self._positions.clear()
+                self._ring_cost = 0
                 self.position = self.ring_start = head
         return True
 
@@ -321,17 +397,31 @@ class LiveLog:
             self._wake.wait(poll_interval)
 
 
+#: A stream client's buffer: at most this many bytes of events it has not read yet.
+CLIENT_BUFFER_BYTES = 1024 * 1024
+
+
 class LiveReader:
     """One live reader (a stream client): the log from `after` up to where the live log stood
     when it joined, then each new event from a bounded buffer. A reader that falls more than
-    `buffer` events behind is marked `overflowed` (the buffer is dropped, not grown)."""
+    `buffer` events (or `buffer_bytes` bytes) behind is marked `overflowed` (the buffer is
+    dropped, not grown)."""
 
-    def __init__(self, live: LiveLog, wanted: EventFilter, after: int | None, buffer: int):
-        self.live, self.wanted, self.limit = live, wanted, buffer
+    def __init__(
+        self,
+        live: LiveLog,
+        wanted: EventFilter,
+        after: int | None,
+        buffer: int,
+        buffer_bytes: int = CLIENT_BUFFER_BYTES,
+    ) -> None:
+        self.live, self.wanted = live, wanted
+        self.limit, self.limit_bytes = buffer, buffer_bytes
         self.loop = asyncio.get_running_loop()
         self.ready = asyncio.Event()
         self.overflowed = False
         self._buffer: deque[PublicEvent] = deque()
+        self._buffered = 0  # bytes
         live.add_listener(self._offer)  # first, then the position: no event falls between
         self.joined_at = live.position
         self.cursor = self.joined_at if after is None else after  # all up to here is handled
@@ -348,11 +438,17 @@ class LiveReader:
     def _push(self, events: list[PublicEvent]) -> None:
         if self.overflowed:
             return
-        if len(self._buffer) + len(events) > self.limit:
+        cost = sum(event_cost(e) for e in events)
+        if (
+            len(self._buffer) + len(events) > self.limit
+            or self._buffered + cost > self.limit_bytes
+        ):
             self.overflowed = True
             self._buffer.clear()
+            self._buffered = 0
         else:
             self._buffer.extend(events)
+            self._buffered += cost
         self.ready.set()
 
     @property
@@ -378,6 +474,7 @@ class LiveReader:
         self.ready.clear()
         batch = [e for e in self._buffer if e.position > self.cursor]
         self._buffer.clear()
+        self._buffered = 0
         if batch:
             self.cursor = batch[-1].position
         return batch

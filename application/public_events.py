@@ -49,6 +49,7 @@ READ_TOPICS: list[str] = sorted(set(PUBLIC_TOPICS) | {get_topic(c) for c in FIRS
 SPEC_VERSION = "1.0"
 SOURCE = "/_/scheduler"
 
+_URL_FIELDS = ("url", "endpoint")  # a webhook's URL; an HTTP task's `url` or `endpoint`
 _LIBRARY_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 _INTERNAL_FIELDS = {"tenant", "job_snapshot", "override", "secret"}
 _CAMEL = {
@@ -78,13 +79,33 @@ def _plain(value: Any) -> Any:
 
 
 def public_data(event: Any) -> dict[str, Any]:
-    """An event's own fields as clients see them: camelCase, instants as text, secrets masked."""
+    """An event's own fields as clients see them: camelCase, instants as text, secrets masked
+    (URL passwords and secret query parameters too: a job's target, a webhook's URL)."""
     data: dict[str, Any] = {}
     for key, value in vars(event).items():
         if key in _LIBRARY_FIELDS:
             continue
         data[_CAMEL.get(key, key)] = _plain(value)
-    return mask_secrets(data)  # type: ignore[return-value]
+    data = mask_secrets(data)  # type: ignore[assignment]
+    for holder in _url_holders(data):
+        for key in _URL_FIELDS:
+            if isinstance(holder.get(key), str):
+                holder[key] = mask_url(holder[key])
+    return data
+
+
+def _url_holders(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The objects of an event's data that may hold a URL: the event itself (a webhook), its
+    changes, and the task config of a job's definition or of its changes (masked copies:
+    `mask_secrets` built them, so changing them changes no stored event)."""
+    holders = [data]
+    for part in ("definition", "changes"):
+        if isinstance(data.get(part), dict):
+            holders.append(data[part])
+    for holder in list(holders[1:]):
+        if isinstance(holder.get("taskConfig"), dict):
+            holders.append(holder["taskConfig"])
+    return holders
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,13 +185,9 @@ def envelope(event: Any, position: int, owner: Owner) -> PublicEvent | None:
         source, subject = f"{SOURCE}/jobs/{owner.job_id}/slots", owner.job_id
     else:
         data = {"webhookId": own_id, **data}
-        if isinstance(data.get("url"), str):
-            data["url"] = mask_url(data["url"])
         changes = data.get("changes")
         if isinstance(changes, dict):
             changes = {_CAMEL.get(k, k): v for k, v in changes.items() if k != "secret"}
-            if isinstance(changes.get("url"), str):
-                changes["url"] = mask_url(changes["url"])
             data["changes"] = changes
         source, subject = f"{SOURCE}/webhooks/{own_id}", own_id
     public_id = event_id(event.originator_id, event.originator_version)

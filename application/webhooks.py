@@ -29,6 +29,7 @@ from domain.webhook import (
     MAX_URL,
     SECRET_PREFIX,
     Subscription,
+    WebhookDisabled,
     WebhookNotFound,
     check_globs,
     check_secret,
@@ -37,6 +38,7 @@ from domain.webhook import (
 )
 
 MAX_REDELIVERIES = 1000
+MAX_REDELIVER_SPAN = 100_000  # log positions one range may cover
 _FIELDS = {
     "url": "url",
     "eventTypes": "event_types",
@@ -149,7 +151,7 @@ class Webhooks:
         for required in ("url", "eventTypes"):
             if required not in doc:
                 raise InvalidField(required, "required")
-        fields = self._parse(tenant, doc)
+        fields = self._parse(tenant, doc)  # a masked `whsec_***` is refused: no key in it
         secret = fields.pop("secret", None) or generate_secret()
         head = self.events.head()
         start_after = doc.get("startAfter", head)
@@ -183,9 +185,8 @@ class Webhooks:
         loaded = sub.version
         if expected_version is not None and expected_version != loaded:
             raise VersionConflict(expected_version, loaded)
+        doc = _unchanged_if_masked(doc, sub)
         changes = self._parse(tenant, doc)
-        if changes.get("secret") == f"{SECRET_PREFIX}{MASK}":
-            del changes["secret"]  # the masked value sent back keeps the secret
         sub.update(changes, by=by)
         enabled = doc.get("enabled")
         if enabled is True:
@@ -225,6 +226,8 @@ class Webhooks:
         """Queue one delivery again (`position` or `deliveryId`), or every matching event of
         `after` < position ≤ `until`; returns the new delivery ids."""
         sub = self.get(tenant, webhook_id)
+        if not sub.enabled:  # queued, they would wait unseen until someone enables it
+            raise WebhookDisabled(webhook_id)
         wanted = subscription_filter(sub)
         if not isinstance(doc, Mapping):
             raise InvalidField("body", "must be a JSON object")
@@ -243,7 +246,13 @@ class Webhooks:
             after, until = _position(doc, "after"), _position(doc, "until")
             if until <= after:
                 raise InvalidField("until", "must be greater than after")
-            page = self.events.read(wanted, after, MAX_REDELIVERIES + 1, scan=10**9, stop=until)
+            if until - after > MAX_REDELIVER_SPAN:  # one request decodes at most this much log
+                raise InvalidField(
+                    "until", f"must be at most {MAX_REDELIVER_SPAN} positions after after"
+                )
+            page = self.events.read(
+                wanted, after, MAX_REDELIVERIES + 1, scan=until - after, stop=until
+            )
             if len(page.events) > MAX_REDELIVERIES:
                 raise InvalidField("until", f"the range holds more than {MAX_REDELIVERIES} events")
             events = page.events
@@ -269,9 +278,7 @@ class Webhooks:
                 raise InvalidField("applicationId", "must be a string, an integer or null")
             fields["application_id"] = None if app is None else str(app)
         if "secret" in doc and doc["secret"] is not None:
-            if doc["secret"] != f"{SECRET_PREFIX}{MASK}":
-                check_secret(doc["secret"])
-            fields["secret"] = doc["secret"]
+            fields["secret"] = check_secret(doc["secret"])
         return fields
 
     def _parse_url(self, url: object) -> str:
@@ -303,6 +310,22 @@ class Webhooks:
             current = self.jobs.repository.get(sub.id)
             raise VersionConflict(loaded, current.version) from None
         return Written(sub.id, sub.version, position)
+
+
+def _unchanged_if_masked(doc: Mapping[str, Any], sub: Subscription) -> Mapping[str, Any]:
+    """`doc` without the fields that repeat what GET shows: the masked secret and the masked
+    URL mean "unchanged" (a PUT of a GET's answer must not store `***` as the key or the
+    URL's token)."""
+    same = set()
+    if sub.secret and doc.get("secret") == f"{SECRET_PREFIX}{MASK}":
+        same.add("secret")
+    if (
+        isinstance(doc.get("url"), str)
+        and doc["url"] != sub.url
+        and doc["url"] == mask_url(sub.url)
+    ):
+        same.add("url")
+    return {k: v for k, v in doc.items() if k not in same} if same else doc
 
 
 def _position(doc: Mapping[str, Any], field: str) -> int:

@@ -29,6 +29,14 @@ class WebhookNotFound(DomainError):
         self.webhook_id = webhook_id
 
 
+class WebhookDisabled(DomainError):
+    """The subscription is disabled: nothing is delivered to it until it is enabled."""
+
+    def __init__(self, webhook_id: object) -> None:
+        super().__init__(f"webhook {webhook_id} is disabled; enable it first")
+        self.webhook_id = webhook_id
+
+
 def glob_regex(globs: list[str]) -> re.Pattern[str]:
     """One pattern for comma-separated `types=` globs: `*` matches anything, dots included."""
     parts = [".*".join(re.escape(piece) for piece in g.split("*")) for g in globs]
@@ -49,6 +57,11 @@ def check_globs(field: str, globs: object, known: list[str]) -> list[str]:
 
 def check_secret(secret: object) -> str:
     """A `whsec_` secret: base64 of 24 to 64 key bytes."""
+    _key(secret)
+    return secret  # type: ignore[return-value]
+
+
+def _key(secret: object) -> bytes:
     if not isinstance(secret, str) or not secret.startswith(SECRET_PREFIX):
         raise InvalidField("secret", f"must start with {SECRET_PREFIX!r}")
     try:
@@ -59,12 +72,15 @@ def check_secret(secret: object) -> str:
         raise InvalidField(
             "secret", f"must hold {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes of key"
         )
-    return secret
+    return key
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    """The `webhook-signature` value: `v1,` + base64 HMAC-SHA256 of `id.timestamp.body`."""
-    key = base64.b64decode(secret[len(SECRET_PREFIX) :])
+    """The `webhook-signature` value: `v1,` + base64 HMAC-SHA256 of `id.timestamp.body`.
+
+    A secret `check_secret` would refuse raises `InvalidField`: never an empty or a
+    truncated key (without validation, `whsec_***` decoded to no key at all)."""
+    key = _key(secret)
     signed = f"{message_id}.{timestamp}.".encode() + body
     digest = hmac.new(key, signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()

@@ -2,7 +2,8 @@
 
 One pooled `aiohttp` session (built by the URL guard, so every connection is judged on the
 address actually reached) serves every subscription. Redirects are not followed: a
-receiver answers where it was registered. What a send comes to is always an `Attempt`.
+receiver answers where it was registered. What a send comes to is always an `Attempt`;
+any answer but a 2xx is a failure (retried, as Standard Webhooks asks).
 """
 
 from __future__ import annotations
@@ -20,11 +21,7 @@ from infrastructure.url_guard import UrlGuard
 
 EXCERPT_BYTES = 1024
 USER_AGENT = "cronsource-webhooks/1"
-
-
-def _retryable(status: int) -> bool:
-    """5xx, 408 and 429 may pass; another 4xx is the receiver refusing this message."""
-    return status >= 500 or status in (408, 429)
+GONE = 410  # the receiver says the subscription is over: it is disabled at once
 
 
 class WebhookSender:
@@ -54,18 +51,18 @@ class WebhookSender:
                     status = response.status
         except TimeoutError:
             return _failed(started, "TIMEOUT", f"no answer within {self.timeout:g} s")
-        except UrlBlocked as e:
-            return _failed(started, "URL_BLOCKED", e.reason, retry=False)
+        except UrlBlocked as e:  # retried too: the operator may allow the target meanwhile
+            return _failed(started, "URL_BLOCKED", e.reason)
         except aiohttp.ClientError as e:
             return _failed(started, "CONNECTION", f"{mask_url(url)}: {type(e).__name__}: {e}")
         ok = 200 <= status < 300
         return Attempt(
             ok=ok,
-            retry=not ok and _retryable(status),
             status=status,
             latency_ms=_elapsed_ms(started),
             response=excerpt.decode("utf-8", errors="replace"),
             error=None if ok else f"HTTP {status}",
+            gone=status == GONE,
         )
 
     async def close(self) -> None:
@@ -87,8 +84,8 @@ def _elapsed_ms(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
 
 
-def _failed(started: float, code: str, message: str, *, retry: bool = True) -> Attempt:
+def _failed(started: float, code: str, message: str) -> Attempt:
     return Attempt(
-        ok=False, retry=retry, status=None, latency_ms=_elapsed_ms(started), response=None,
+        ok=False, status=None, latency_ms=_elapsed_ms(started), response=None,
         error=f"{code}: {message}",
     )  # fmt: skip

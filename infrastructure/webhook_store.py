@@ -2,9 +2,9 @@
 
 Delivery state is one cursor per subscription (the log position up to which every matching
 event has been delivered or given up on, plus the run of failures and the next retry) and
-one row per delivery with every attempt. A batch's rows and the cursor's move commit in
-one transaction, guarded by the position the batch started from and the node holding the
-subscription's lease: a crash repeats a delivery at worst, it never skips one.
+one row per delivery with its latest attempts. A batch's rows and the cursor's move commit
+in one transaction, guarded by the position the batch started from and the lease (held by
+one process, and not lapsed): a crash repeats a delivery at worst, it never skips one.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import orjson
 
 from application.webhooks import Cursor
 from infrastructure.read_models import Column, SqlProjectionStore
-from infrastructure.sql import Database
+from infrastructure.sql import Database, SQLiteDatabase
 
 Row = dict[str, Any]
 CURSORS = "cronsource_webhook_cursors"
@@ -45,11 +45,11 @@ class SqlWebhooksView(SqlProjectionStore):
         """The tenant's subscriptions, oldest first."""
         return self._page(["tenant=?"], [tenant], "created_at, id", offset, limit)
 
-    def enabled_ids(self) -> list[str]:
-        """Every enabled subscription of every tenant (for the dispatcher)."""
+    def enabled_versions(self) -> dict[str, int]:
+        """Every enabled subscription of every tenant and its version (for the dispatcher)."""
         with self.db.read() as c:
-            c.execute(f"SELECT id FROM {self.table} WHERE enabled=1")
-            return [key for (key,) in c.fetchall()]
+            c.execute(f"SELECT id, doc FROM {self.table} WHERE enabled=1")
+            return {key: int(orjson.loads(doc)["version"]) for key, doc in c.fetchall()}
 
 
 class SqlDeliveryStore:
@@ -69,8 +69,10 @@ class SqlDeliveryStore:
                 f"CREATE TABLE IF NOT EXISTS {DELIVERIES} (id TEXT PRIMARY KEY, "
                 "subscription_id TEXT NOT NULL, tenant TEXT NOT NULL, seq BIGINT NOT NULL, "
                 "position BIGINT NOT NULL, status TEXT NOT NULL, redelivery INTEGER NOT NULL, "
-                "doc TEXT NOT NULL)"
+                "doc TEXT NOT NULL, updated_at TEXT)"
             )
+            _add_updated_at(db, c)
+            c.execute(f"CREATE INDEX IF NOT EXISTS {DELIVERIES}_i2 ON {DELIVERIES} (updated_at)")
             c.execute(
                 f"CREATE INDEX IF NOT EXISTS {DELIVERIES}_i0 ON {DELIVERIES} "
                 "(subscription_id, seq)"
@@ -109,6 +111,16 @@ class SqlDeliveryStore:
             position, failures, next_attempt_at = c.fetchone()
         return Cursor(int(position), int(failures), next_attempt_at)
 
+    def renew(self, subscription_id: str, owner: str, now: str, until: str) -> bool:
+        """Extend the lease `owner` holds, if it still holds it (it has not lapsed)."""
+        with self.db.write() as c:
+            c.execute(
+                f"UPDATE {CURSORS} SET lease_until=? WHERE subscription_id=? AND owner=? AND "
+                "lease_until>=?",
+                (until, subscription_id, owner, now),
+            )
+            return bool(c.rowcount == 1)
+
     def load(self, ids: Iterable[str]) -> dict[str, Row]:
         """Delivery rows by id."""
         ids = list(ids)
@@ -121,17 +133,18 @@ class SqlDeliveryStore:
 
     def commit(
         self, subscription_id: str, tenant: str, owner: str, expected: int, cursor: Cursor,
-        rows: list[Row], lease_until: str,
+        rows: list[Row], now: str, lease_until: str,
     ) -> bool:  # fmt: skip
-        """Write delivery rows and move the cursor from `expected`, in one transaction; False
-        (writing nothing) when another node moved it or holds the lease."""
+        """Write delivery rows and move the cursor from `expected`, in one transaction, if
+        `owner` still holds a valid lease (renewed to `lease_until`); False (writing nothing)
+        when another node moved the cursor or the lease lapsed."""
         with self.db.write() as c:
             c.execute(
                 f"UPDATE {CURSORS} SET position=?, failures=?, next_attempt_at=?, "
                 "lease_until=?, seq=seq+? WHERE subscription_id=? AND position=? AND owner=? "
-                "RETURNING seq",
+                "AND lease_until>=? RETURNING seq",
                 (cursor.position, cursor.failures, cursor.next_attempt_at, lease_until,
-                 len(rows), subscription_id, expected, owner),
+                 len(rows), subscription_id, expected, owner, now),
             )  # fmt: skip
             returned = c.fetchone()
             if returned is None:
@@ -146,10 +159,11 @@ class SqlDeliveryStore:
             row.setdefault("seq", base + i)  # a retried delivery keeps its place
             c.execute(
                 f"INSERT INTO {DELIVERIES} (id, subscription_id, tenant, seq, position, status, "
-                "redelivery, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE "
-                "SET status=excluded.status, doc=excluded.doc",
+                "redelivery, doc, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET status=excluded.status, doc=excluded.doc, "
+                "updated_at=excluded.updated_at",
                 (row["id"], subscription_id, tenant, row["seq"], row["position"], row["status"],
-                 1 if row["redelivery"] else 0, orjson.dumps(row).decode()),
+                 1 if row["redelivery"] else 0, orjson.dumps(row).decode(), row["updatedAt"]),
             )  # fmt: skip
 
     def add(self, subscription_id: str, tenant: str, start_after: int, rows: list[Row]) -> None:
@@ -181,6 +195,17 @@ class SqlDeliveryStore:
                 (subscription_id, limit),
             )
             return [orjson.loads(doc) for (doc,) in c.fetchall()]
+
+    def prune(self, before: str) -> int:
+        """Delete finished deliveries (succeeded or failed) last changed before `before`;
+        the number deleted. Pending and retrying ones stay, whatever their age."""
+        with self.db.write() as c:
+            c.execute(
+                f"DELETE FROM {DELIVERIES} WHERE updated_at<? AND status IN ('succeeded', "
+                "'failed')",
+                (before,),
+            )
+            return int(c.rowcount)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -224,3 +249,22 @@ class SqlDeliveryStore:
             )
             row = c.fetchone()
         return orjson.loads(row[0]) if row else None
+
+
+def _add_updated_at(db: Database, c: Any) -> None:
+    """Add the `updated_at` column to a deliveries table made before it existed (filled from
+    each row's document), so retention can prune it."""
+    if isinstance(db, SQLiteDatabase):
+        c.execute(f"SELECT name FROM pragma_table_info('{DELIVERIES}')")
+        if "updated_at" in {name for (name,) in c.fetchall()}:
+            return
+        c.execute(f"ALTER TABLE {DELIVERIES} ADD COLUMN updated_at TEXT")
+        c.execute(f"UPDATE {DELIVERIES} SET updated_at=json_extract(doc, '$.updatedAt')")
+        return
+    c.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema=current_schema() AND "
+        f"table_name='{DELIVERIES}' AND column_name='updated_at'"
+    )
+    if c.fetchone() is None:
+        c.execute(f"ALTER TABLE {DELIVERIES} ADD COLUMN updated_at TEXT")
+        c.execute(f"UPDATE {DELIVERIES} SET updated_at=doc::json->>'updatedAt'")

@@ -14,9 +14,11 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -237,7 +239,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from infrastructure.auth import AuthSettings, TokenVerifier, mint_token
-    from interfaces.http.app import PREFIX, build_app
+    from interfaces.http.app import PREFIX, begin_shutdown, build_app
 
     level = os.environ.get("CRONSOURCE_LOG_LEVEL", "INFO")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -268,11 +270,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
         mode = "API and engine" if run_engine else "API only (CRONSOURCE_ENGINE=off)"
         sys.stdout.write(f"cronsource: serving {mode} on {base}\n")
         sys.stdout.flush()
-        uvicorn.run(app, host=args.host, port=args.port, log_level=level.lower(), lifespan="on",
-                    timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5)  # fmt: skip
+        config = uvicorn.Config(
+            app, host=args.host, port=args.port, log_level=level.lower(), lifespan="on",
+            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
+        )  # fmt: skip
+        _stream_ending_server(config, lambda: begin_shutdown(app)).run()
     finally:
         core.close()
     return OK
+
+
+def _stream_ending_server(config: Any, on_exit: Callable[[], None]) -> Any:
+    """A uvicorn server that, asked to exit, first tells the app to end its open streams (it
+    would wait for them before the app's shutdown), and exits 0 after a graceful stop
+    (uvicorn would raise the signal again once done)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True  # a second Ctrl-C: stop waiting
+            self.should_exit = True
+            on_exit()
+
+    return Server(config)
 
 
 def _bootstrap_at_start(core: Core) -> None:

@@ -6,11 +6,18 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from application.engine import Engine, EngineSettings
-from application.event_log import EventLog, LiveLog
+from application.event_log import (
+    CLIENT_BUFFER_BYTES,
+    OWNER_CACHE,
+    RING_BYTES,
+    RING_EVENTS,
+    EventLog,
+    LiveLog,
+)
 from application.jobs import Jobs
 from application.ports import Clock
 from application.projection_runner import LogFollower, ProjectionRunner, ProjectionSet
@@ -19,6 +26,7 @@ from application.queries import Queries
 from application.retention import Retention
 from application.webhook_dispatcher import DEFAULT_SCHEDULE, DeliverySettings, Dispatcher
 from application.webhooks import Webhooks, WebhooksProjection
+from domain.instants import iso_ms
 from infrastructure.bulk_events import select_events_of
 from infrastructure.clock import SystemClock
 from infrastructure.functions import FunctionRegistry, FunctionTaskRunner
@@ -63,6 +71,12 @@ class Settings:
     webhook_timeout_seconds: float = 10.0
     sse_buffer: int = 1000
     sse_heartbeat_seconds: float = 15.0
+    sse_buffer_bytes: int = CLIENT_BUFFER_BYTES
+    webhook_lease_seconds: float = 30.0
+    webhook_delivery_retention_days: int = 30
+    events_ring: int = RING_EVENTS
+    events_ring_bytes: int = RING_BYTES
+    events_owner_cache: int = OWNER_CACHE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -89,6 +103,12 @@ class Settings:
             "CRONSOURCE_WEBHOOK_TIMEOUT_SECONDS": ("webhook_timeout_seconds", float),
             "CRONSOURCE_SSE_BUFFER": ("sse_buffer", int),
             "CRONSOURCE_SSE_HEARTBEAT_SECONDS": ("sse_heartbeat_seconds", float),
+            "CRONSOURCE_SSE_BUFFER_BYTES": ("sse_buffer_bytes", int),
+            "CRONSOURCE_WEBHOOK_LEASE_SECONDS": ("webhook_lease_seconds", float),
+            "CRONSOURCE_WEBHOOK_DELIVERY_RETENTION_DAYS": ("webhook_delivery_retention_days", int),
+            "CRONSOURCE_EVENTS_RING": ("events_ring", int),
+            "CRONSOURCE_EVENTS_RING_BYTES": ("events_ring_bytes", int),
+            "CRONSOURCE_EVENTS_OWNER_CACHE": ("events_owner_cache", int),
         }
         for variable, (name, kind) in numbers.items():
             if env.get(variable):
@@ -109,15 +129,20 @@ class Settings:
                 values[name] = env[variable]
         if env.get("CRONSOURCE_WEBHOOKS"):
             values["webhooks"] = env["CRONSOURCE_WEBHOOKS"].lower() not in ("off", "0", "no")
-        values.setdefault("webhook_retry_schedule", "")
-        delivery_settings(str(values["webhook_retry_schedule"]), 0)  # refuse a bad one now
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.delivery  # noqa: B018  # refuse a bad schedule or lease now, not at the first delivery
+        return settings
 
     @property
     def delivery(self) -> DeliverySettings:
         """How webhook deliveries are retried and given up on."""
-        return delivery_settings(self.webhook_retry_schedule, self.webhook_disable_after)
+        return delivery_settings(
+            self.webhook_retry_schedule,
+            self.webhook_disable_after,
+            self.webhook_timeout_seconds,
+            self.webhook_lease_seconds,
+        )
 
     @property
     def retention(self) -> Retention:
@@ -164,8 +189,8 @@ class Core:
         self._follower: LogFollower | None = None
         self._log_listeners: list[Callable[[int | None], None]] = []
         # event subscribers: the log as public events, followed live; webhooks
-        self.event_log = EventLog(recorder, mapper)
-        self.live = LiveLog(self.event_log)
+        self.event_log = EventLog(recorder, mapper, settings.events_owner_cache)
+        self.live = LiveLog(self.event_log, settings.events_ring, settings.events_ring_bytes)
         self.jobs.on_recorded(self.live.wake)
         self._log_listeners.append(self.live.wake)
         self.webhooks_view: SqlWebhooksView = self.views["webhooks"]  # type: ignore[assignment]
@@ -221,9 +246,17 @@ class Core:
             s.delivery,
         )
 
-    def _enabled_webhooks(self) -> list[str]:
+    def _enabled_webhooks(self) -> dict[str, int]:
         self.projections["webhooks"].catch_up()
-        return self.webhooks_view.enabled_ids()
+        return self.webhooks_view.enabled_versions()
+
+    def prune_deliveries(self, now: datetime | None = None) -> int:
+        """Delete finished webhook deliveries older than their retention; the rows removed."""
+        days = self.settings.webhook_delivery_retention_days
+        if days <= 0:
+            return 0
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+        return self.deliveries.prune(iso_ms(cutoff) or "")
 
     def prune(self, now: datetime | None = None) -> int:
         """Apply retention to the executions read model now; returns the rows removed."""
@@ -283,9 +316,12 @@ class CoreEngineViews:
         return self.core.nodes.last_seen()
 
 
-def delivery_settings(schedule: str, disable_after: int) -> DeliverySettings:
+def delivery_settings(
+    schedule: str, disable_after: int, timeout: float = 10.0, lease: float = 30.0
+) -> DeliverySettings:
     """Webhook retry settings from `CRONSOURCE_WEBHOOK_RETRY_SCHEDULE` (seconds, e.g.
-    `5,300,1800`) and `CRONSOURCE_WEBHOOK_DISABLE_AFTER`."""
+    `5,300,1800`), `CRONSOURCE_WEBHOOK_DISABLE_AFTER`, `CRONSOURCE_WEBHOOK_TIMEOUT_SECONDS`
+    and `CRONSOURCE_WEBHOOK_LEASE_SECONDS`."""
     delays = DEFAULT_SCHEDULE
     if schedule.strip():
         try:
@@ -298,4 +334,13 @@ def delivery_settings(schedule: str, disable_after: int) -> DeliverySettings:
             )
     if disable_after < 0:
         raise StoreConfigError("CRONSOURCE_WEBHOOK_DISABLE_AFTER: must be 0 or more")
-    return DeliverySettings(retry_schedule=delays, disable_after=disable_after)
+    margin = DeliverySettings.lease_margin_seconds
+    if timeout <= 0 or lease <= timeout + margin:
+        raise StoreConfigError(
+            f"CRONSOURCE_WEBHOOK_LEASE_SECONDS ({lease:g}) must exceed "
+            f"CRONSOURCE_WEBHOOK_TIMEOUT_SECONDS ({timeout:g}) + {margin:g}"
+        )
+    return DeliverySettings(
+        retry_schedule=delays, disable_after=disable_after, timeout_seconds=timeout,
+        lease_seconds=lease,
+    )  # fmt: skip

@@ -25,6 +25,7 @@ class Message:
     body: dict[str, Any]
     status: int  # what the receiver answered
     at: float  # time.time() when it arrived
+    query: str = ""
 
 
 @dataclass
@@ -37,6 +38,9 @@ class Receiver:
     script: dict[str, list[int]] = field(default_factory=dict)  # answers in turn, then 200
     always: dict[str, int] = field(default_factory=dict)
     hold: dict[str, tuple[int, threading.Event]] = field(default_factory=dict)  # nth waits
+    slow: dict[str, float] = field(default_factory=dict)  # seconds each answer takes
+    in_flight: dict[str, int] = field(default_factory=dict)
+    most_in_flight: dict[str, int] = field(default_factory=dict)  # requests at once, at most
     changed: threading.Condition = field(default_factory=threading.Condition)
 
     def url(self, path: str) -> str:
@@ -70,7 +74,18 @@ def receiving() -> Iterator[Receiver]:
 
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            path = self.path.split("?")[0]
+            path, _, query = self.path.partition("?")
+            with receiver.changed:
+                receiver.in_flight[path] = receiver.in_flight.get(path, 0) + 1
+                most = max(receiver.most_in_flight.get(path, 0), receiver.in_flight[path])
+                receiver.most_in_flight[path] = most
+            try:
+                self._answer(raw, path, query)
+            finally:
+                with receiver.changed:
+                    receiver.in_flight[path] -= 1
+
+        def _answer(self, raw: bytes, path: str, query: str) -> None:
             verified = False
             secret = receiver.secrets.get(path)
             if secret is not None:
@@ -83,13 +98,15 @@ def receiving() -> Iterator[Receiver]:
                 queue = receiver.script.get(path) or []
                 status = queue.pop(0) if queue else receiver.always.get(path, 200)
                 message = Message(path, self.headers.get("webhook-id", ""), verified,
-                                  json.loads(raw or b"{}"), status, time.time())  # fmt: skip
+                                  json.loads(raw or b"{}"), status, time.time(), query)  # fmt: skip
                 receiver.messages.append(message)
                 receiver.changed.notify_all()
                 count = sum(1 for m in receiver.messages if m.path == path)
             held = receiver.hold.get(path)
             if held is not None and held[0] == count:
                 held[1].wait(60)
+            if path in receiver.slow:  # a slow receiver, not a synchronisation
+                time.sleep(receiver.slow[path])
             payload = b'{"ok": true}' if status < 400 else b'{"error": "scripted"}'
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -102,6 +102,9 @@ def build_app(core: Core, verifier: TokenVerifier, engine: Engine | None = None,
                 removed = await run_in_threadpool(core.prune)
                 if removed:
                     log.info("retention pruned %d execution row(s)", removed)
+                removed = await run_in_threadpool(core.prune_deliveries)
+                if removed:
+                    log.info("retention pruned %d webhook delivery row(s)", removed)
             except Exception:  # the pruner must outlive a store outage; it logs the stack
                 log.exception("retention pruning failed")
             await asyncio.sleep(3600)
@@ -109,6 +112,8 @@ def build_app(core: Core, verifier: TokenVerifier, engine: Engine | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = None
+        app.state.loop = asyncio.get_running_loop()
+        app.state.stopping.clear()  # started again (tests): streams may run again
         pruner = asyncio.create_task(prune_hourly(), name="retention")
         if run_engine and engine is not None:
             task = asyncio.create_task(engine.run(), name="engine")
@@ -118,6 +123,7 @@ def build_app(core: Core, verifier: TokenVerifier, engine: Engine | None = None,
         try:
             yield
         finally:
+            app.state.stopping.set()  # streams end first (see `begin_shutdown`)
             pruner.cancel()
             if hooks is not None:
                 dispatcher.stop()  # type: ignore[union-attr]
@@ -145,7 +151,18 @@ def build_app(core: Core, verifier: TokenVerifier, engine: Engine | None = None,
     app.state.engine = engine
     app.state.metrics = metrics_endpoint(core, engine)
     app.state.dispatcher = None
+    app.state.stopping, app.state.loop = asyncio.Event(), None
     return app
+
+
+def begin_shutdown(app: Starlette) -> None:
+    """The server is asked to stop: end the open event streams now (safe from a signal
+    handler or another thread). uvicorn waits for open connections before the lifespan's
+    shutdown, so an endless stream would otherwise hold up the exit, and the engine's drain
+    behind it, until the graceful timeout."""
+    loop = app.state.loop
+    if loop is not None and not loop.is_closed():
+        loop.call_soon_threadsafe(app.state.stopping.set)
 
 
 def _stats(core: Core, engine: Engine | None) -> Callable[[str], dict[str, Any]]:

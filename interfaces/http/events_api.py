@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,8 +15,8 @@ from starlette.responses import Response, StreamingResponse
 
 from application.event_log import EventFilter, LiveReader
 from application.public_events import PublicEvent
-from domain.errors import VersionConflict
-from domain.webhook import WebhookNotFound
+from domain.errors import InvalidField, VersionConflict
+from domain.webhook import WebhookDisabled, WebhookNotFound
 from infrastructure.auth import Principal
 from interfaces.http import schemas as s
 from interfaces.http.api import (
@@ -30,12 +31,13 @@ from interfaces.http.api import (
     api,
     respond,
 )
-from interfaces.http.problems import BadRequest, PreconditionFailed
+from interfaces.http.problems import BadRequest, HttpProblem, PreconditionFailed
 from interfaces.http.routing import json_body
 
 MAX_LIMIT = 1000
 MAX_POSITION = 2**62
 SSE = "text/event-stream"
+_POSITION = re.compile(r"[0-9]{1,19}")  # ASCII digits only: `str.isdigit` admits '²'
 
 CLOUD_EVENT: s.Schema = {
     "type": "object",
@@ -194,9 +196,10 @@ async def list_events(request: Request, user: Principal) -> Response:
 def _resume_from(request: Request) -> int | None:
     header = request.headers.get("last-event-id")
     if header is not None and header.strip():
-        if not header.strip().isdigit() or int(header) > MAX_POSITION:
-            raise BadRequest("Last-Event-ID: expected a log position (an event's id: line)")
-        return int(header)
+        value = header.strip()
+        if not _POSITION.fullmatch(value) or int(value) > MAX_POSITION:
+            raise InvalidField("Last-Event-ID", "must be a log position (an event's id: line)")
+        return int(value)
     if _query(request, "after") is None:
         return None
     return _int_param(request, "after", 0, 0, MAX_POSITION)
@@ -211,23 +214,43 @@ def _resume_from(request: Request) -> int | None:
 async def event_stream(request: Request, user: Principal) -> Response:
     wanted = _filter(request, user)
     after = _resume_from(request)
-    settings = _state(request).core.settings
+    state = _state(request)
+    settings = state.core.settings
     live = SSE in request.headers.get("accept", "")
-    reader = LiveReader(_state(request).core.live, wanted, after, settings.sse_buffer)
-    frames = _frames(reader, live, settings.sse_heartbeat_seconds)
+
+    def join() -> LiveReader:
+        return LiveReader(
+            state.core.live, wanted, after, settings.sse_buffer, settings.sse_buffer_bytes
+        )
+
+    frames = _frames(join, live, settings.sse_heartbeat_seconds, state.stopping)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(frames, media_type=SSE, headers=headers)
 
 
-async def _frames(reader: LiveReader, live: bool, heartbeat: float) -> AsyncIterator[bytes]:
-    """`id:` the position, `event:` the type, `data:` the envelope; `:` lines keep it open."""
+def _last(event: str, reason: str, reader: LiveReader) -> bytes:
+    notice = {"reason": reason, "lastEventId": reader.cursor}
+    return b"event: %s\ndata: %s\n\n" % (event.encode(), orjson.dumps(notice))
+
+
+async def _frames(
+    join: Callable[[], LiveReader], live: bool, heartbeat: float, stopping: asyncio.Event
+) -> AsyncIterator[bytes]:
+    """`id:` the position, `event:` the type, `data:` the envelope; `:` lines keep it open.
+
+    The reader joins the live log here, when the stream starts: a client gone before that
+    leaves no listener behind (this generator's `finally` runs only once it started)."""
+    reader = join()
     try:
         yield b"retry: 2000\n: cronsource event stream\n\n"
         while True:
             if reader.overflowed:
-                notice = {"reason": "this client fell too far behind the log; reconnect "
-                          "with Last-Event-ID to resume", "lastEventId": reader.cursor}  # fmt: skip
-                yield b"event: overflow\ndata: " + orjson.dumps(notice) + b"\n\n"
+                yield _last("overflow", "this client fell too far behind the log; reconnect "
+                            "with Last-Event-ID to resume", reader)  # fmt: skip
+                return
+            if stopping.is_set():
+                yield _last("shutdown", "the server is shutting down; reconnect with "
+                            "Last-Event-ID to resume", reader)  # fmt: skip
                 return
             batch = await reader.next_batch()
             if batch:
@@ -241,12 +264,21 @@ async def _frames(reader: LiveReader, live: bool, heartbeat: float) -> AsyncIter
             if not live:
                 yield b": up to date; send Accept: text/event-stream to follow live\n\n"
                 return
-            try:
-                await asyncio.wait_for(reader.ready.wait(), heartbeat)
-            except TimeoutError:
+            if not await _either(reader.ready, stopping, heartbeat):
                 yield b": heartbeat\n\n"
     finally:
         reader.close()
+
+
+async def _either(first: asyncio.Event, second: asyncio.Event, timeout: float) -> bool:
+    """Wait until either event is set (True) or the timeout passes (False)."""
+    waits = [asyncio.ensure_future(e.wait()) for e in (first, second)]
+    try:
+        done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+    return bool(done)
 
 
 # -- webhooks ----------------------------------------------------------------------------------
@@ -296,6 +328,7 @@ async def create_webhook(request: Request, user: Principal) -> Response:
     core = _state(request).core
     written, secret = await run_in_threadpool(core.webhooks.create, user.tenant, doc, user.subject)
     await _visible(request, written)
+    _changed(request, str(written.id))
     row = await _webhook_row(request, user, str(written.id))
     return respond({**row, "secret": secret}, 201, _headers(request, row))
 
@@ -329,6 +362,7 @@ async def update_webhook(request: Request, user: Principal) -> Response:
             raise
         raise PreconditionFailed(str(e), {"ETag": f'"{e.actual}"'}) from None
     await _visible(request, written)
+    _changed(request, str(written.id))
     row = await _webhook_row(request, user, str(written.id))
     return respond(row, 200, _headers(request, row))
 
@@ -343,6 +377,7 @@ async def delete_webhook(request: Request, user: Principal) -> Response:
         core.webhooks.delete, user.tenant, request.path_params["webhook_id"], user.subject
     )
     await _visible(request, written)
+    _changed(request, str(written.id))
     return Response(status_code=204)
 
 
@@ -376,7 +411,23 @@ async def redeliver(request: Request, user: Principal) -> Response:
     doc = await json_body(request, REDELIVER)
     state = _state(request)
     webhook_id = request.path_params["webhook_id"]
-    ids = await run_in_threadpool(state.core.webhooks.redeliver, user.tenant, webhook_id, doc)
+    try:
+        ids = await run_in_threadpool(state.core.webhooks.redeliver, user.tenant, webhook_id, doc)
+    except WebhookDisabled as e:
+        raise Conflict(str(e)) from None
     if state.dispatcher is not None:
         state.dispatcher.poke(str(webhook_id))
     return respond({"count": len(ids), "deliveryIds": ids}, 202)
+
+
+class Conflict(HttpProblem):
+    """The request does not fit the resource's state (redeliver to a disabled webhook)."""
+
+    status, title = 409, "Conflict"
+
+
+def _changed(request: Request, webhook_id: str) -> None:
+    """Tell this process's dispatcher at once (others see the change in the log)."""
+    dispatcher = _state(request).dispatcher
+    if dispatcher is not None:
+        dispatcher.changed(webhook_id)

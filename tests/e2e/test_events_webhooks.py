@@ -3,6 +3,7 @@ event log API, the live stream that resumes, signed webhooks that survive a SIGK
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 import uuid
@@ -207,9 +208,14 @@ def test_the_stream_takes_the_same_filters(api: httpx.Client) -> None:
     assert "event: scheduler.job.disabled" in streamed.text
 
 
-def test_a_bad_last_event_id_is_refused(api: httpx.Client) -> None:
-    refused = api.get("/events/stream", headers={"Last-Event-ID": "soon"})
-    assert refused.status_code == 400
+# "²" and "¹²" pass `str.isdigit` but not `int`: as Latin-1 bytes, the way servers decode them
+@pytest.mark.parametrize("value", [b"soon", "²".encode("latin-1"), "¹²".encode("latin-1"),
+                                   b"-1", b"1" * 20])  # fmt: skip
+def test_a_bad_last_event_id_is_refused_naming_the_header(api: httpx.Client, value: bytes) -> None:
+    refused = api.get("/events/stream", headers={"Last-Event-ID": value})  # type: ignore[dict-item]
+
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "Last-Event-ID"
 
 
 # -- webhooks ---------------------------------------------------------------------------------
@@ -350,7 +356,9 @@ def test_a_blocked_url_is_refused_naming_the_field(api: httpx.Client) -> None:
 def test_after_a_sigkill_mid_delivery_every_event_is_delivered_none_skipped(
     database_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:
-    env = {**WEBHOOK_ENV, "CRONSOURCE_NODE": "kill-me"}  # the restarted node takes its lease back
+    # the restarted process is another lease holder: it takes over once the lease lapses
+    env = {**WEBHOOK_ENV, "CRONSOURCE_WEBHOOK_TIMEOUT_SECONDS": "0.5",
+           "CRONSOURCE_WEBHOOK_LEASE_SECONDS": "2.6"}  # fmt: skip
     server = start_server(database_url, tmp_path, **env)
     gate = threading.Event()
     receiver.hold["/crash"] = (5, gate)  # the 5th message waits: the server is mid-delivery
@@ -381,3 +389,144 @@ def _wait(predicate: Any, timeout: float = 30) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached")
         time.sleep(0.05)
+
+
+# -- delivery semantics -----------------------------------------------------------------------
+
+
+def test_a_4xx_answer_is_retried_not_skipped(api: httpx.Client, receiver: Receiver) -> None:
+    hook = subscribe(api, receiver, "/picky")
+    receiver.script["/picky"] = [400, 302]
+    ids = changes(api, 2)
+
+    receiver.wait_for(lambda: len(receiver.at("/picky")) == 2)
+
+    assert [m.status for m in receiver.at("/picky", None)] == [400, 302, 200, 200]
+    assert [m.body["subject"] for m in receiver.at("/picky")] == ids
+    assert api.get(f"/webhooks/{hook['id']}").json()["enabled"] is True
+
+
+def test_410_gone_disables_the_subscription_at_once(api: httpx.Client, receiver: Receiver) -> None:
+    hook = subscribe(api, receiver, "/gone")
+    receiver.always["/gone"] = 410
+    changes(api, 1)
+
+    _wait(lambda: not api.get(f"/webhooks/{hook['id']}").json()["enabled"])
+
+    assert len(receiver.at("/gone", 410)) == 1
+    assert "410" in api.get(f"/webhooks/{hook['id']}").json()["disabledReason"]
+
+
+def test_enabled_again_an_auto_disabled_subscription_retries_the_failed_event_first(
+    api: httpx.Client, receiver: Receiver
+) -> None:
+    hook = subscribe(api, receiver, "/revived")
+    receiver.always["/revived"] = 503
+    (failed,) = changes(api, 1)
+    _wait(lambda: not api.get(f"/webhooks/{hook['id']}").json()["enabled"])
+    (later,) = changes(api, 1, "later")  # recorded while disabled
+
+    del receiver.always["/revived"]
+    enabled = api.put(f"/webhooks/{hook['id']}", json={"enabled": True})
+    receiver.wait_for(lambda: len(receiver.at("/revived")) == 2)
+    listing = f"/webhooks/{hook['id']}/deliveries"
+    _wait(lambda: len(api.get(listing, params={"status": "succeeded"}).json()) == 2)
+
+    assert enabled.status_code == 200
+    assert [m.body["subject"] for m in receiver.at("/revived")] == [failed, later]
+    first = api.get(listing).json()[-1]  # oldest last
+    assert first["attemptCount"] == 5 and first["status"] == "succeeded"  # 4 failed, then 1
+
+
+def test_a_disabled_subscription_gets_no_further_send(
+    api: httpx.Client, receiver: Receiver
+) -> None:
+    hook = subscribe(api, receiver, "/paused")
+    gate = threading.Event()
+    receiver.hold["/paused"] = (1, gate)  # the first send is in flight while it is disabled
+    try:
+        changes(api, 3)
+        receiver.wait_for(lambda: len(receiver.at("/paused")) == 1)
+        assert api.put(f"/webhooks/{hook['id']}", json={"enabled": False}).status_code == 200
+    finally:
+        gate.set()
+    listing = f"/webhooks/{hook['id']}/deliveries"
+    _wait(lambda: api.get(listing).json() != [])  # the batch in flight is committed
+
+    assert len(receiver.at("/paused", None)) == 1
+    refused = api.post(f"/webhooks/{hook['id']}/redeliver", json={"position": 1})
+    assert refused.status_code == 409
+
+
+def test_disabled_and_enabled_at_once_one_worker_sends_each_event_once(
+    api: httpx.Client, receiver: Receiver
+) -> None:
+    hook = subscribe(api, receiver, "/flip")
+    gate = threading.Event()
+    receiver.hold["/flip"] = (1, gate)
+    try:
+        ids = changes(api, 4)
+        receiver.wait_for(lambda: len(receiver.at("/flip")) == 1)
+        api.put(f"/webhooks/{hook['id']}", json={"enabled": False})
+        api.put(f"/webhooks/{hook['id']}", json={"enabled": True})
+    finally:
+        gate.set()
+
+    receiver.wait_for(lambda: set(ids) <= {m.body["subject"] for m in receiver.at("/flip")})
+
+    assert [m.body["subject"] for m in receiver.at("/flip")] == ids
+    assert receiver.most_in_flight["/flip"] == 1
+
+
+# -- what a client sends back -----------------------------------------------------------------
+
+
+def test_a_masked_secret_is_refused_on_create(api: httpx.Client, receiver: Receiver) -> None:
+    body = {"url": receiver.url("/x"), "eventTypes": ["*"], "secret": "whsec_***"}
+
+    refused = api.post("/webhooks", json=body)
+
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "secret"
+
+
+def test_putting_back_what_get_shows_keeps_the_url_and_the_secret(
+    api: httpx.Client, receiver: Receiver
+) -> None:
+    hook = subscribe(api, receiver, "/kept?token=abc")
+    receiver.secrets["/kept"] = hook["secret"]
+    shown = api.get(f"/webhooks/{hook['id']}").json()
+
+    put = api.put(
+        f"/webhooks/{hook['id']}", json=shown, headers={"If-Match": f'"{shown["version"]}"'}
+    )
+    changes(api, 1)
+    receiver.wait_for(lambda: len(receiver.at("/kept")) == 1)
+
+    assert shown["url"].endswith("?token=***") and put.status_code == 200
+    assert put.json()["version"] == shown["version"]  # nothing changed
+    (message,) = receiver.at("/kept")
+    assert message.query == "token=abc" and message.verified
+
+
+# -- shutdown ---------------------------------------------------------------------------------
+
+
+def test_sigterm_ends_an_open_stream_and_the_server_exits_cleanly(
+    database_url: str, tmp_path: Path
+) -> None:
+    # a graceful timeout far beyond the hang guard: only the server ending the stream passes
+    server = start_server(database_url, tmp_path, CRONSOURCE_SHUTDOWN_GRACE_SECONDS="600")
+    try:
+        with server.client("acme") as api, api.stream("GET", "/events/stream", headers=SSE,
+                                                       timeout=30) as stream:  # fmt: skip
+            lines = stream.iter_lines()
+            assert next(lines) == "retry: 2000"  # the stream is open
+            server.proc.send_signal(signal.SIGTERM)
+            rest = list(lines)  # until the server closes it
+        code = server.proc.wait(30)
+    finally:
+        stop_server(server)
+
+    assert "event: shutdown" in rest
+    assert code == 0

@@ -172,3 +172,41 @@ def test_the_signature_verifies_with_the_standardwebhooks_package() -> None:
     Webhook(SECRET).verify(body, headers)
     with pytest.raises(WebhookVerificationError):
         Webhook(SECRET).verify(body + b" ", headers)
+
+
+@pytest.mark.parametrize(
+    ("target", "shown"),
+    [
+        ({"url": "https://ops:hunter2@example.com/sync"}, {"url": "https://ops:***@example.com/sync"}),
+        ({"url": "https://example.com/sync?access_token=abc&day=1"},
+         {"url": "https://example.com/sync?access_token=***&day=1"}),
+        ({"endpoint": "https://ops:hunter2@example.com", "path": "/sync"},
+         {"endpoint": "https://ops:***@example.com", "path": "/sync"}),
+    ],
+)  # fmt: skip
+def test_credentials_in_a_jobs_target_url_never_leave_in_its_events(
+    target: dict[str, str], shown: dict[str, str]
+) -> None:
+    definition = {"name": "n", "pattern": "0 2 * * *", "timezone": "UTC",
+                  "taskType": "HttpInvokerTask", "taskConfig": target}  # fmt: skip
+    job = Job(tenant="acme", application={"id": "7"}, definition=definition, enabled=True, by="a")
+    job.update({"taskConfig": {**target, "method": "PUT"}}, by="ana")
+    created, updated = job.collect_events()
+    owner = owner_of_first(created, {})
+    assert owner is not None
+
+    docs = [envelope(e, i, owner).envelope for i, e in enumerate((created, updated), 1)]  # type: ignore[union-attr]
+
+    assert docs[0]["data"]["definition"]["taskConfig"] == shown
+    assert docs[1]["data"]["changes"]["taskConfig"] == {**shown, "method": "PUT"}
+    assert all(b"hunter2" not in e.body and b"abc" not in e.body
+               for e in (envelope(created, 1, owner), envelope(updated, 2, owner)))  # type: ignore[union-attr]  # fmt: skip
+    assert job.definition["taskConfig"] == {
+        **target,
+        "method": "PUT",
+    }  # the stored event is untouched
+
+
+def test_a_masked_secret_signs_nothing() -> None:
+    with pytest.raises(InvalidField):
+        sign("whsec_***", "msg_1", int(time.time()), b"{}")  # it decoded to an empty key
