@@ -16,6 +16,9 @@ cached for five minutes and an unknown `kid` forces at most one refetch per cool
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -356,3 +359,42 @@ def bearer_token(authorization_header: str | None) -> str | None:
     if len(parts) == 2 and parts[0].lower() == "bearer":
         return parts[1]
     return None
+
+
+# -- the admin page's session cookie -----------------------------------------------------------
+#
+# The cookie holds the very token the user signed in with (a signed JWT, checked by the same
+# `TokenVerifier` on every request, so every API node accepts it and it ends when the token
+# does). The browser keeps it HttpOnly and SameSite=Strict. A write made with the cookie must
+# also prove it comes from our page: an `X-CSRF-Token` header equal to `csrf_token(cookie)`,
+# which the page learns from `GET /ui/session` (a cross-site page can neither read that
+# answer nor derive the value without the cookie), and an `Origin`, when the browser sends
+# one, naming this host.
+
+SESSION_COOKIE = "cronsource_session"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def csrf_token(session: str) -> str:
+    """The anti-CSRF value bound to one session cookie (unguessable without the cookie)."""
+    digest = hashlib.sha256(b"cronsource-csrf\x00" + session.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def check_session_write(
+    method: str, session: str, csrf_header: str | None, origin: str | None, host: str | None
+) -> None:
+    """Refuse (AuthError) a cookie-authenticated write that does not come from our page."""
+    if method.upper() in SAFE_METHODS:
+        return
+    if not csrf_header or not hmac.compare_digest(csrf_header, csrf_token(session)):
+        raise AuthError(f"a write with the session cookie needs the {CSRF_HEADER} header")
+    if origin is not None and not same_origin(origin, host):
+        raise AuthError("cross-origin write refused")
+
+
+def same_origin(origin: str, host: str | None) -> bool:
+    """Whether an `Origin` header names the host the request was sent to."""
+    parts = urlsplit(origin)
+    return bool(host) and parts.scheme in ("http", "https") and parts.netloc == host

@@ -264,9 +264,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 f"cronsource: generated a signing key in {created} (keep it private)\n"
                 f"admin token (30 days): {token}\n"
                 f"try: curl -H 'Authorization: Bearer {token}' {base}/jobs\n"
+                f"admin page (signs you in): {base}/ui#token={token}\n"
             )
         else:
             sys.stdout.write("cronsource: mint a token with `cronsource token --sub NAME`\n")
+            sys.stdout.write(f"cronsource: admin page on {base}/ui (sign in with a token)\n")
         mode = "API and engine" if run_engine else "API only (CRONSOURCE_ENGINE=off)"
         sys.stdout.write(f"cronsource: serving {mode} on {base}\n")
         sys.stdout.flush()

@@ -22,7 +22,10 @@ from domain.errors import DomainError
 from domain.instants import iso_ms
 from infrastructure.auth import AuthError, Principal, TokenVerifier, bearer_token
 from interfaces.composition import Core
-from interfaces.http import events_api  # noqa: F401  # registers /events and /webhooks
+from interfaces.http import (
+    events_api,  # noqa: F401  # registers /events and /webhooks
+    ui,
+)
 from interfaces.http.api import api
 from interfaces.http.metrics import metrics_endpoint
 from interfaces.http.problems import (
@@ -85,14 +88,19 @@ def build_app(core: Core, verifier: TokenVerifier, engine: Engine | None = None,
     """The only place the HTTP layer is put together."""
     limits = limits or Limits()
 
+    async def verify(token: str) -> Principal:
+        if verifier.needs_io:
+            return await run_in_threadpool(verifier.verify, token)
+        return verifier.verify(token)
+
     async def authenticate(request: Request) -> Principal:
         token = bearer_token(request.headers.get("authorization"))
+        if token is None and ui.has_session(request):  # the admin page's cookie, no header
+            return await ui.session_principal(request, verify)
         if token is None:
             raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
         try:
-            if verifier.needs_io:
-                return await run_in_threadpool(verifier.verify, token)
-            return verifier.verify(token)
+            return await verify(token)
         except AuthError as e:
             raise Unauthorized(str(e)) from None
 
@@ -134,7 +142,7 @@ def build_app(core: Core, verifier: TokenVerifier, engine: Engine | None = None,
                 await engine.runner.close()  # type: ignore[union-attr]
 
     app = Starlette(
-        routes=[Mount(PREFIX, routes=api.routes(authenticate))],
+        routes=[Mount(PREFIX, routes=api.routes(authenticate) + ui.routes(verify))],
         exception_handlers={
             HttpProblem: problem_response,
             DomainError: problem_response,
