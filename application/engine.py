@@ -138,8 +138,10 @@ class Engine:
         self._queued: dict[UUID, tuple[Execution, Job]] = {}
         self._overlaps: dict[UUID, SkippedSlots] = {}
         self._unrecorded: list[tuple[_Entry, Fire]] = []  # fires the store refused, to retry
-        # fires recorded ahead of their slot, started at it: (slot, seq, execution, job)
-        self._ready: list[tuple[datetime, int, Execution, Job]] = []
+        # fires recorded ahead of their slot wait in their tasks for the slot's gate, opened
+        # when the clock reaches it: (slot, seq, gate), and the gate of each slot
+        self._ready: list[tuple[datetime, int, asyncio.Event]] = []
+        self._gates: dict[datetime, asyncio.Event] = {}
         self._unstarted: set[UUID] = set()  # executions whose task has not begun to run
         self._claims: set[UUID] = set()  # taken over from a dead node: start only if we win
         self._drained: asyncio.Event | None = None
@@ -445,11 +447,18 @@ class Engine:
         return deadline
 
     def _start_ready(self, now: datetime) -> None:
-        """Start the fires recorded ahead whose slot has come."""
+        """Open the gates of the slots that have come: their fires start."""
         while self._ready and self._ready[0][0] <= now:
-            slot, _, execution, job = heapq.heappop(self._ready)
-            self.stats.lateness.append((now - slot).total_seconds())
-            self._launch(execution, job)
+            slot, _, gate = heapq.heappop(self._ready)
+            self._gates.pop(slot, None)
+            gate.set()
+
+    def _gate(self, slot: datetime) -> asyncio.Event:
+        gate = self._gates.get(slot)
+        if gate is None:
+            gate = self._gates[slot] = asyncio.Event()
+            heapq.heappush(self._ready, (slot, next(self._seq), gate))
+        return gate
 
     async def _fire(self, due: list[tuple[_Entry, Fire]], now: datetime) -> None:
         fires: list[tuple[_Entry, Fire]] = []
@@ -491,11 +500,8 @@ class Engine:
         now = self.clock.now()
         for execution in won:
             entry = by_job[execution.job_id]
-            if execution.scheduled_for > now:  # decided ahead: started at its slot
-                heapq.heappush(
-                    self._ready, (execution.scheduled_for, next(self._seq), execution, entry.job)
-                )
-                self._track(entry.job.id, execution.id)
+            if execution.scheduled_for > now:  # decided ahead: it waits for its slot's gate
+                self._launch(execution, entry.job, self._gate(execution.scheduled_for))
             elif entry.policy is ConcurrencyPolicy.QUEUE and self._active.get(entry.job.id):
                 self._track(entry.job.id, execution.id)
                 self._queued[entry.job.id] = (execution, entry.job)
@@ -533,18 +539,28 @@ class Engine:
         """Hand the events to the next group commit without waiting (order is kept)."""
         self.batcher.submit(execution)
 
-    def _launch(self, execution: Execution, job: Job) -> None:
+    def _launch(self, execution: Execution, job: Job, gate: asyncio.Event | None = None) -> None:
         self._track(job.id, execution.id)
-        task = asyncio.create_task(self._execute(execution, job), name=f"execution-{execution.id}")
+        task = asyncio.create_task(
+            self._execute(execution, job, gate), name=f"execution-{execution.id}"
+        )
         self._tasks[execution.id] = task
         self._unstarted.add(execution.id)
         task.add_done_callback(lambda _: self._unstarted.discard(execution.id))  # cancelled early
 
-    async def _execute(self, execution: Execution, job: Job) -> None:
+    async def _execute(
+        self, execution: Execution, job: Job, gate: asyncio.Event | None = None
+    ) -> None:
         assert self._semaphore is not None and self._stopping is not None
         self._unstarted.discard(execution.id)
         self._check_drained()
+        prepared: dict[str, Any] | DomainError | None = None
         try:
+            if gate is not None:  # decided ahead: what does not depend on the start, now
+                prepared = self._resolved(execution, job)
+                await gate.wait()
+                late = self.clock.now() - execution.scheduled_for
+                self.stats.lateness.append(late.total_seconds())
             delay = jitter_for(
                 job.id, execution.scheduled_for, job.definition.get("jitterSeconds", 0)
             )
@@ -553,7 +569,8 @@ class Engine:
             )
             if start_at > self.clock.now():
                 await self.clock.wait_until(start_at, self._stopping)
-            while not self._stopping.is_set():
+            decided = gate is not None  # recorded ahead: it starts even in a shutdown
+            while decided or not self._stopping.is_set():
                 self.stats.queued += 1
                 try:
                     await self._semaphore.acquire()
@@ -561,8 +578,9 @@ class Engine:
                     self.stats.queued -= 1
                     self._check_drained()
                 try:
-                    if self._stopping.is_set():
+                    if self._stopping.is_set() and not decided:
                         return  # shutting down: it stays pending, for the next start
+                    decided = False
                     self.stats.running += 1
                     try:
                         execution.start(self.node, self.clock.now())
@@ -573,7 +591,11 @@ class Engine:
                                 return  # another engine claimed it
                         else:  # this engine's own fire: no need to wait for the write
                             self._record_later(execution)
-                        outcome = await self._attempt(execution, job)
+                        outcome = await self._attempt(execution, job, prepared)
+                        prepared = None  # a retry resolves again (the same instant)
+                        # a task that finished without waiting (a quick function) lets the
+                        # other fires of its slot start before its outcome is recorded
+                        await asyncio.sleep(0)
                     finally:
                         self.stats.running -= 1
                 finally:
@@ -606,13 +628,27 @@ class Engine:
                 self._finished(job.id, execution.id)
                 await self._after_outcome(execution, job)
 
-    async def _attempt(self, execution: Execution, job: Job) -> TaskOutcome:
-        try:
-            request = self._request(execution, job)
-        except DomainError as e:
+    async def _attempt(
+        self,
+        execution: Execution,
+        job: Job,
+        prepared: dict[str, Any] | DomainError | None = None,
+    ) -> TaskOutcome:
+        if prepared is None:
+            prepared = self._resolved(execution, job)
+        if isinstance(prepared, DomainError):
             return TaskOutcome(
-                ok=False, error={"message": str(e), "code": ErrorCode.UNKNOWN.value}
+                ok=False, error={"message": str(prepared), "code": ErrorCode.UNKNOWN.value}
             )
+        request = TaskRequest(
+            job_id=job.id,
+            execution_id=execution.id,
+            task_type=job.definition["taskType"],
+            config=prepared,
+            scheduled_for=execution.scheduled_for,
+            attempt=execution.attempt,
+            timeout_ms=int(prepared.get("timeout", 30_000)),
+        )
         # the runner enforces the task's timeout; this bound only guards against a runner bug
         hard_limit = request.timeout_ms / 1000 + 30
         try:
@@ -623,22 +659,20 @@ class Engine:
                 ok=False, error={"message": "timed out", "code": ErrorCode.TIMEOUT.value}
             )
 
-    def _request(self, execution: Execution, job: Job) -> TaskRequest:
+    def _resolved(self, execution: Execution, job: Job) -> dict[str, Any] | DomainError:
+        """The task's config for this execution, parameters resolved against its slot."""
         config = dict(job.definition["taskConfig"])
         if execution.override is not None:
             key = "body" if job.definition["taskType"] == "HttpInvokerTask" else "payload"
             config[key] = execution.override
-        resolved = resolve_parameters(config, execution.scheduled_for, job.definition["timezone"])
+        try:
+            resolved = resolve_parameters(
+                config, execution.scheduled_for, job.definition["timezone"]
+            )
+        except DomainError as e:
+            return e
         assert isinstance(resolved, dict)
-        return TaskRequest(
-            job_id=job.id,
-            execution_id=execution.id,
-            task_type=job.definition["taskType"],
-            config=resolved,
-            scheduled_for=execution.scheduled_for,
-            attempt=execution.attempt,
-            timeout_ms=int(config.get("timeout", 30_000)),
-        )
+        return resolved
 
     def _retry_or_fail(
         self, execution: Execution, job: Job, error: dict[str, Any], now: datetime

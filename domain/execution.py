@@ -130,7 +130,9 @@ class Execution(Aggregate):
         """Begin the next attempt."""
         if self.status is not Status.PENDING:
             raise IllegalTransition(f"cannot start an execution that is {self.status}")
-        self._started(attempt=self.attempt + 1, node=node, at=at)
+        # `trigger_event` directly: the decorated method's argument handling costs more than
+        # the event (this runs once per fire)
+        self.trigger_event(self.Started, attempt=self.attempt + 1, node=node, at=at)  # type: ignore[attr-defined]
 
     def fail_attempt(self, error: dict[str, Any], at: datetime, next_attempt_at: datetime) -> None:
         """Record a failed attempt that another attempt will follow."""
@@ -146,7 +148,12 @@ class Execution(Aggregate):
         """Record the last attempt's success."""
         if self.status is not Status.RUNNING:
             raise IllegalTransition(f"cannot succeed an execution that is {self.status}")
-        self._succeeded(result=result, at=at, duration_ms=self._duration_ms(at))
+        self.trigger_event(
+            self.Succeeded,  # type: ignore[attr-defined]
+            result=result,
+            at=at,
+            duration_ms=self._duration_ms(at),
+        )
 
     def fail(self, error: dict[str, Any], at: datetime) -> None:
         """Record the execution's final failure (from pending too: e.g. interrupted)."""

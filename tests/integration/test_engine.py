@@ -502,3 +502,21 @@ def test_a_node_that_stops_beating_has_its_executions_taken_over(
         assert (row["status"], row["error"]["code"]) == ("failed", "INTERRUPTED")
     assert core.nodes.last_seen()["test-node"] == iso_ms(now + timedelta(seconds=6))
     assert runner.for_job(job_id) == []
+
+
+def test_a_fire_recorded_ahead_still_starts_at_its_slot_when_the_engine_is_stopping(
+    core: Core,
+) -> None:
+    job_id, clock = _half_a_second_before_a_slot(core)
+    runner = ScriptedRunner()
+
+    with running_engine(
+        core, runner, clock, decide_ahead_seconds=0.5, misfire_grace_seconds=0
+    ) as engine:
+        wait_for(lambda: executions_of(core, job_id), what="the fire recorded before its slot")
+        engine.stop()  # SIGTERM, 0.3 s before the slot
+        clock.advance(0.3)
+
+    (row,) = executions_of(core, job_id)
+    assert row["status"] == "succeeded"
+    assert [r.scheduled_for for r in runner.for_job(job_id)] == [clock.now()]
