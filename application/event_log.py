@@ -23,6 +23,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper
 
+from application.projection_runner import follow
 from application.public_events import (
     ALL_TYPES,
     READ_TOPICS,
@@ -382,19 +383,7 @@ class LiveLog:
         return True
 
     def _follow(self, poll_interval: float) -> None:
-        failures = 0
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                while self.step() and not self._stopping.is_set():
-                    pass
-                failures = 0
-            except Exception:  # the follower must survive a store outage; it logs the stack
-                failures += 1
-                log.exception("the live event log failed to read")
-                self._stopping.wait(min(30.0, 0.1 * 2**failures))
-                continue
-            self._wake.wait(poll_interval)
+        follow(self.step, self._wake, self._stopping, lambda: poll_interval, "the live event log")
 
 
 #: A stream client's buffer: at most this many bytes of events it has not read yet.

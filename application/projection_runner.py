@@ -18,6 +18,30 @@ from application.projections import Projection
 log = logging.getLogger(__name__)
 
 
+def follow(
+    step: Callable[[], bool],
+    wake: threading.Event,
+    stopping: threading.Event,
+    rest: Callable[[], float],
+    what: str,
+) -> None:
+    """A follower thread's loop: `step` until it finds nothing, then wait to be woken or for
+    `rest()` seconds; a failing step (the store away) is logged and retried with backoff."""
+    failures = 0
+    while not stopping.is_set():
+        wake.clear()
+        try:
+            while step() and not stopping.is_set():
+                pass
+            failures = 0
+        except Exception:  # the follower must survive a store outage; it logs the stack
+            failures += 1
+            log.exception("%s failed to follow the log", what)
+            stopping.wait(min(30.0, 0.1 * 2**failures))
+            continue
+        wake.wait(rest())
+
+
 class ProjectionRunner:
     """One projection kept up to date from the log: one store transaction per batch of events.
 
@@ -230,19 +254,10 @@ class ProjectionRunner:
         self._followed = False
 
     def _follow(self) -> None:
-        failures = 0
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                while self.step() and not self._stopping.is_set():
-                    pass
-                failures = 0
-            except Exception:  # the follower must survive a store outage; it logs the stack
-                failures += 1
-                log.exception("projection %s failed to apply a batch", self.name)
-                self._stopping.wait(min(30.0, 0.1 * 2**failures))
-                continue
-            self._wake.wait(self.poll_interval)
+        follow(
+            self.step, self._wake, self._stopping, lambda: self.poll_interval,
+            f"projection {self.name}",
+        )  # fmt: skip
 
 
 class ProjectionSet:
@@ -364,23 +379,15 @@ class ProjectionSet:
         return True
 
     def _follow(self, poll_interval: float) -> None:
-        failures = 0
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                while self.step() and not self._stopping.is_set():
-                    pass
-                failures = 0
-            except Exception:  # the follower must survive a store outage; it logs the stack
-                failures += 1
-                log.exception("projections failed to read the log")
-                self._stopping.wait(min(30.0, 0.1 * 2**failures))
-                continue
-            rest = poll_interval
-            if self._retry_at:  # look again when a resting projection may retry
-                rest = min(rest, max(0.0, min(self._retry_at.values()) - time.monotonic()))
-                self._retry_at = {k: v for k, v in self._retry_at.items() if v > time.monotonic()}
-            self._wake.wait(rest)
+        def rest() -> float:
+            if not self._retry_at:
+                return poll_interval
+            # look again when a resting projection may retry
+            soonest = max(0.0, min(self._retry_at.values()) - time.monotonic())
+            self._retry_at = {k: v for k, v in self._retry_at.items() if v > time.monotonic()}
+            return min(poll_interval, soonest)
+
+        follow(self.step, self._wake, self._stopping, rest, "projections")
 
     def lag(self, head: int) -> dict[str, dict[str, int]]:
         """Each projection's position and how many log positions it is behind `head`."""
