@@ -455,7 +455,8 @@ def test_an_overloaded_engine_decides_slots_later_instead_of_piling_up_work(
         core, runner, clock, max_concurrency=1, misfire_grace_seconds=60
     ) as engine:
         wait_for(lambda: recorded() >= 10, what="the first slot's fires")
-        wait_for(lambda: engine.stats.queued == 9, what="one running, nine waiting for the pool")
+        # one runs, the others (nine, or more if a second slot was already due) wait
+        wait_for(lambda: engine.stats.queued >= 9, what="fires waiting for the pool")
         first = recorded()
         clock.advance(3)  # three more slots come
         wait_for(lambda: engine.stats.deferred, what="the engine declining to decide them")
