@@ -142,7 +142,8 @@ class Engine:
         # when the clock reaches it: (slot, seq, gate), and the gate of each slot
         self._ready: list[tuple[datetime, int, asyncio.Event]] = []
         self._gates: dict[datetime, asyncio.Event] = {}
-        self._unstarted: set[UUID] = set()  # executions whose task has not begun to run
+        self._unstarted: set[UUID] = set()  # launched, not started yet (waiting to run, for
+        # their slot's gate or for a pool slot)
         self._claims: set[UUID] = set()  # taken over from a dead node: start only if we win
         self._drained: asyncio.Event | None = None
         self._failures: dict[UUID, int] = {}
@@ -412,7 +413,7 @@ class Engine:
 
     @property
     def _backlog(self) -> int:
-        return len(self._unstarted) + self.stats.queued
+        return len(self._unstarted)
 
     async def _wait_drained(self) -> None:
         assert self._drained is not None and self._stopping is not None
@@ -428,6 +429,11 @@ class Engine:
         _, pending = await asyncio.wait([stop, drained], return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
+
+    def _settled(self, execution_id: UUID) -> None:
+        """An execution started (or ended before it could): it no longer waits."""
+        self._unstarted.discard(execution_id)
+        self._check_drained()
 
     def _check_drained(self) -> None:
         if self._drained is not None and self._backlog <= BACKLOG // 2:
@@ -546,14 +552,12 @@ class Engine:
         )
         self._tasks[execution.id] = task
         self._unstarted.add(execution.id)
-        task.add_done_callback(lambda _: self._unstarted.discard(execution.id))  # cancelled early
+        task.add_done_callback(lambda _: self._settled(execution.id))  # ended without starting
 
     async def _execute(
         self, execution: Execution, job: Job, gate: asyncio.Event | None = None
     ) -> None:
         assert self._semaphore is not None and self._stopping is not None
-        self._unstarted.discard(execution.id)
-        self._check_drained()
         prepared: dict[str, Any] | DomainError | None = None
         try:
             if gate is not None:  # decided ahead: what does not depend on the start, now
@@ -576,12 +580,12 @@ class Engine:
                     await self._semaphore.acquire()
                 finally:
                     self.stats.queued -= 1
-                    self._check_drained()
                 try:
                     if self._stopping.is_set() and not decided:
                         return  # shutting down: it stays pending, for the next start
                     decided = False
                     self.stats.running += 1
+                    self._settled(execution.id)
                     try:
                         execution.start(self.node, self.clock.now())
                         claimed = execution.trigger in CLAIMED_TRIGGERS and execution.attempt == 1
