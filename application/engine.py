@@ -138,6 +138,7 @@ class Engine:
         self._queued: dict[UUID, tuple[Execution, Job]] = {}
         self._overlaps: dict[UUID, SkippedSlots] = {}
         self._unrecorded: list[tuple[_Entry, Fire]] = []  # fires the store refused, to retry
+        self._owed: list[tuple[_Entry, Fire]] = []  # missed fires found at start, to record
         # fires recorded ahead of their slot wait in their tasks for the slot's gate, opened
         # when the clock reaches it: (slot, seq, gate), and the gate of each slot
         self._ready: list[tuple[datetime, int, asyncio.Event]] = []
@@ -242,12 +243,17 @@ class Engine:
             skips += entry_skips
             fires += entry_fires
         # every job's decision first, then recorded in group commits (one transaction per
-        # job made a start with 10,000 due slots take 43 s)
+        # job made a start with 10,000 due slots take 43 s); the fires owed are recorded by
+        # the tick loop, a group at a time, as the pool takes them (back-pressure)
         for i in range(0, len(skips), START_GROUP):
             await self._record_skips(skips[i : i + START_GROUP])
-        for i in range(0, len(fires), START_GROUP):
-            await self._record_and_run(fires[i : i + START_GROUP])
-        log.info("engine %s started with %d job(s)", self.node, len(self._entries))
+        self._owed = fires
+        log.info(
+            "engine %s started with %d job(s), %d missed fire(s) to run",
+            self.node,
+            len(self._entries),
+            len(fires),
+        )
 
     # -- other nodes -----------------------------------------------------------------------
 
@@ -379,6 +385,12 @@ class Engine:
             self._start_ready(now)
             if self._backlog > BACKLOG:  # overloaded: let started work catch up first
                 await self._wait_drained()
+                continue
+            if self._owed:  # what was missed while no engine ran, a group at a time
+                group, self._owed = self._owed[:START_GROUP], self._owed[START_GROUP:]
+                current = [(e, f) for e, f in group if self._entries.get(e.job.id) is e]
+                if current:
+                    await self._record_and_run(current)
                 continue
             due: list[tuple[_Entry, Fire]] = []
             held: list[tuple[datetime, int, UUID, int]] = []  # due soon, decided at their slot
