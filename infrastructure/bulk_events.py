@@ -10,7 +10,7 @@ from uuid import UUID
 from eventsourcing.persistence import AggregateRecorder, StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.sqlite import SQLiteAggregateRecorder
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
 CHUNK = 500  # ids per statement (SQLite allows 32,766 bound variables)
 
@@ -76,3 +76,21 @@ def _postgres(recorder: PostgresAggregateRecorder, ids: list[UUID]) -> list[Stor
                 for row in rows
             ]
     return events
+
+
+def binary_inserts(recorder: AggregateRecorder) -> None:
+    """Have the library's PostgreSQL recorder send new events in binary: its insert binds the
+    events as an array of a composite type with `%s`, which psycopg dumps as text, escaping
+    every field with a regular expression (half the time of a 300-event save, profiled);
+    bound with `%b` the same save takes half as long. Other stores are left as they are."""
+    if not isinstance(recorder, PostgresAggregateRecorder):
+        return
+    statement = recorder.insert_events_statement
+    if not isinstance(statement, Composed):
+        return
+    recorder.insert_events_statement = Composed(
+        [
+            SQL(part.as_string(None).replace("%s::", "%b::")) if isinstance(part, SQL) else part
+            for part in statement
+        ]
+    )

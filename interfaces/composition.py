@@ -27,7 +27,7 @@ from application.retention import Retention
 from application.webhook_dispatcher import DEFAULT_SCHEDULE, DeliverySettings, Dispatcher
 from application.webhooks import Webhooks, WebhooksProjection
 from domain.instants import iso_ms
-from infrastructure.bulk_events import select_events_of
+from infrastructure.bulk_events import binary_inserts, select_events_of
 from infrastructure.clock import SystemClock
 from infrastructure.functions import FunctionRegistry, FunctionTaskRunner
 from infrastructure.http_runner import HttpTaskRunner
@@ -173,6 +173,7 @@ class Core:
                 function_names=self.functions.names,
                 select_events_of=select_events_of,
             )
+            binary_inserts(self.jobs.recorder)
             self.views = read_models(self.views_db)
         self.jobs_view: SqlJobsView = self.views["jobs"]  # type: ignore[assignment]
         self.executions_view: SqlExecutionsView = self.views["executions"]  # type: ignore[assignment]
