@@ -80,6 +80,10 @@ class SqlProjectionStore(TrackingRecorder):
                 c.execute(
                     f"CREATE INDEX IF NOT EXISTS {self.table}_i{i} ON {self.table} ({index})"
                 )
+        # apart from the DDL: `CREATE INDEX` locks the table even when the index exists, and a
+        # projection committing in another process holds its tracking row while it waits for
+        # that table; waiting here for the row under the same transaction was a deadlock
+        with self.db.write() as c:
             c.execute(
                 f"INSERT INTO {TRACKING_TABLE} (projection, application_name, position) "
                 "VALUES (?, ?, 0) ON CONFLICT (projection) DO NOTHING",
