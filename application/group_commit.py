@@ -42,12 +42,16 @@ class GroupCommit:
         unit = _Unit(events)
         with self._lock:
             self._pending.append(unit)
-            while self._writing and not unit.done:
-                self._lock.wait()
-            if not unit.done:  # lead: take what gathered (this unit among it)
+        while True:
+            with self._lock:
+                while self._writing and not unit.done:
+                    self._lock.wait()
+                if unit.done:
+                    break
+                # lead: take what gathered, oldest first (a full group may leave this unit
+                # for the next round, which this caller then leads or waits for)
                 self._writing = True
                 group = self._take()
-        if not unit.done:
             try:
                 self._store(group)
             finally:

@@ -32,9 +32,11 @@ class Store:
         return list(range(stored + 1, stored + len(events) + 1))
 
 
-def write_while_first_is_held(store: Store, units: list[list[str]]) -> list[object]:
+def write_while_first_is_held(
+    store: Store, units: list[list[str]], max_events: int = 5_000
+) -> list[object]:
     """Write units[0] alone, then the others while it is still being stored."""
-    commit = GroupCommit(store.put)
+    commit = GroupCommit(store.put, max_events)
     results: list[object] = [None] * len(units)
 
     def write(i: int) -> None:
@@ -99,3 +101,39 @@ def test_a_lone_writer_is_stored_at_once() -> None:
     assert GroupCommit(store.put).write(["a", "b"]) == 2
     with pytest.raises(IntegrityError):
         GroupCommit(store.put).write(["taken"])
+
+
+def test_writers_beyond_a_full_group_are_stored_in_the_next_one() -> None:
+    store = Store()
+
+    results = write_while_first_is_held(
+        store, [["a"], ["b1", "b2", "b3"], ["c"], ["d1", "d2"]], max_events=3
+    )
+
+    assert sorted(e for t in store.transactions for e in t) == [
+        "a",
+        "b1",
+        "b2",
+        "b3",
+        "c",
+        "d1",
+        "d2",
+    ]
+    assert all(len(t) <= 3 for t in store.transactions)
+    assert sorted(results) == sorted(set(results))  # type: ignore[type-var]
+    assert all(isinstance(r, int) and r > 0 for r in results)
+
+
+def test_a_leader_whose_write_did_not_fit_the_group_writes_it_next() -> None:
+    from application.group_commit import _Unit
+
+    store = Store()
+    store.first_started.set()  # nothing to hold
+    commit = GroupCommit(store.put, max_events=3)
+    waiting = _Unit(["b1", "b2", "b3"])  # another caller's, queued first, filling a group
+    commit._pending.append(waiting)
+
+    position = commit.write(["c"])
+
+    assert store.transactions == [["b1", "b2", "b3"], ["c"]]
+    assert (waiting.done, waiting.position, position) == (True, 3, 4)
