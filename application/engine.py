@@ -332,10 +332,12 @@ class Engine:
                 "code": ErrorCode.INTERRUPTED.value,
             }
             if not self._retry_or_fail(execution, job, error, now):
+                self._claims.discard(execution_id)
                 self._finished(job_id, execution_id)
                 await self.batcher.record(execution)
                 continue
             if not await self.batcher.record(execution):
+                self._claims.discard(execution_id)
                 self._finished(job_id, execution_id)  # another node took it over first
                 continue
             self._launch(execution, job)
