@@ -4,7 +4,7 @@ lives beside the read models and is never part of the event log."""
 
 from __future__ import annotations
 
-from infrastructure.sql import Database
+from infrastructure.sql import Database, schema_change
 
 TABLE = "cronsource_nodes"
 
@@ -14,9 +14,7 @@ class SqlNodes:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        with db.write() as c:
-            if db.schema_lock:
-                c.execute(db.schema_lock)
+        with schema_change(db) as c:
             c.execute(
                 f"CREATE TABLE IF NOT EXISTS {TABLE} (node TEXT PRIMARY KEY, seen_at TEXT NOT NULL)"
             )

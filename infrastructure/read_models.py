@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
-from infrastructure.sql import Database
+from infrastructure.sql import Database, schema_change
 
 Row = dict[str, Any]
 TRACKING_TABLE = "cronsource_projections"
@@ -39,6 +39,8 @@ class SqlProjectionStore(TrackingRecorder):
     table: str
     columns: tuple[Column, ...]
     indexes: tuple[str, ...] = ()
+    #: PostgreSQL: the planner's statistics are first refreshed after this many rows written
+    ANALYZE_AFTER_ROWS = 1_000
 
     def __init__(self, db: Database, name: str, application_name: str = "cronsource") -> None:
         self.db, self.name, self.application_name = db, name, application_name
@@ -63,11 +65,7 @@ class SqlProjectionStore(TrackingRecorder):
     def create_tables(self) -> None:
         """Create the table, its indexes and its tracking row if missing."""
         columns = ", ".join(f"{c.name} {c.sql_type}" for c in self.columns)
-        with self.db.write() as c:
-            # processes starting together would deadlock on each other's DDL and inserts
-            # (PostgreSQL's IF NOT EXISTS is not race-safe): one at a time
-            if self.db.schema_lock:
-                c.execute(self.db.schema_lock)
+        with schema_change(self.db) as c:
             c.execute(
                 f"CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} (projection TEXT PRIMARY KEY, "
                 "application_name TEXT NOT NULL, position BIGINT NOT NULL)"
@@ -148,7 +146,7 @@ class SqlProjectionStore(TrackingRecorder):
         if not getattr(self.db, "analyze_after_bulk_writes", False):
             return
         self._changed += written
-        if self._changed < max(1_000, self._analyzed_at // 4):
+        if self._changed < max(self.ANALYZE_AFTER_ROWS, self._analyzed_at // 4):
             return
         self._analyzed_at += self._changed
         self._changed = 0
@@ -252,9 +250,7 @@ class SqlJobsView(SqlProjectionStore):
 
     def create_tables(self) -> None:
         super().create_tables()
-        with self.db.write() as c:
-            if self.db.schema_lock:
-                c.execute(self.db.schema_lock)
+        with schema_change(self.db) as c:
             c.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.counts_table} (tenant TEXT PRIMARY KEY, "
                 "total BIGINT NOT NULL, enabled BIGINT NOT NULL)"

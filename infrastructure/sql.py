@@ -187,3 +187,13 @@ class PostgresDatabase:
 
     def close(self) -> None:
         self.pool.close()
+
+
+@contextmanager
+def schema_change(db: Database) -> Iterator[Any]:
+    """A write transaction for creating tables: processes starting together take turns
+    (concurrent `IF NOT EXISTS` statements collide on PostgreSQL)."""
+    with db.write() as c:
+        if db.schema_lock:
+            c.execute(db.schema_lock)
+        yield c

@@ -16,7 +16,7 @@ import orjson
 
 from application.webhooks import Cursor
 from infrastructure.read_models import Column, SqlProjectionStore
-from infrastructure.sql import Database, SQLiteDatabase
+from infrastructure.sql import Database, SQLiteDatabase, schema_change
 
 Row = dict[str, Any]
 CURSORS = "cronsource_webhook_cursors"
@@ -57,9 +57,7 @@ class SqlDeliveryStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        with db.write() as c:
-            if db.schema_lock:
-                c.execute(db.schema_lock)
+        with schema_change(db) as c:
             c.execute(
                 f"CREATE TABLE IF NOT EXISTS {CURSORS} (subscription_id TEXT PRIMARY KEY, "
                 "tenant TEXT NOT NULL, position BIGINT NOT NULL, seq BIGINT NOT NULL, "
@@ -91,11 +89,7 @@ class SqlDeliveryStore:
         """Take or renew the subscription's lease; its cursor (made at `start_after` if new),
         or None while another node holds the lease."""
         with self.db.write() as c:
-            c.execute(
-                f"INSERT INTO {CURSORS} (subscription_id, tenant, position, seq, failures) "
-                "VALUES (?, ?, ?, 0, 0) ON CONFLICT (subscription_id) DO NOTHING",
-                (subscription_id, tenant, start_after),
-            )
+            _ensure_cursor(c, subscription_id, tenant, start_after)
             c.execute(
                 f"UPDATE {CURSORS} SET owner=?, lease_until=? WHERE subscription_id=? AND "
                 "(owner IS NULL OR owner=? OR lease_until IS NULL OR lease_until<?)",
@@ -169,11 +163,7 @@ class SqlDeliveryStore:
     def add(self, subscription_id: str, tenant: str, start_after: int, rows: list[Row]) -> None:
         """Queue redeliveries (the cursor is made if the dispatcher has not yet)."""
         with self.db.write() as c:
-            c.execute(
-                f"INSERT INTO {CURSORS} (subscription_id, tenant, position, seq, failures) "
-                "VALUES (?, ?, ?, 0, 0) ON CONFLICT (subscription_id) DO NOTHING",
-                (subscription_id, tenant, start_after),
-            )
+            _ensure_cursor(c, subscription_id, tenant, start_after)
             c.execute(
                 f"UPDATE {CURSORS} SET seq=seq+? WHERE subscription_id=? RETURNING seq",
                 (len(rows), subscription_id),
@@ -268,3 +258,12 @@ def _add_updated_at(db: Database, c: Any) -> None:
     if c.fetchone() is None:
         c.execute(f"ALTER TABLE {DELIVERIES} ADD COLUMN updated_at TEXT")
         c.execute(f"UPDATE {DELIVERIES} SET updated_at=doc::json->>'updatedAt'")
+
+
+def _ensure_cursor(c: Any, subscription_id: str, tenant: str, start_after: int) -> None:
+    """The subscription's cursor row, made at `start_after` if it has none yet."""
+    c.execute(
+        f"INSERT INTO {CURSORS} (subscription_id, tenant, position, seq, failures) "
+        "VALUES (?, ?, ?, 0, 0) ON CONFLICT (subscription_id) DO NOTHING",
+        (subscription_id, tenant, start_after),
+    )

@@ -12,6 +12,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from application.jobs import Fire
 from application.projection_runner import ProjectionRunner
 from application.projections import JobsProjection
@@ -84,6 +86,23 @@ def test_job_counts_are_kept_with_the_rows_and_survive_a_rebuild(core: Core, mak
     with core.jobs_view.db.write() as c:  # a store from before the counts were kept
         c.execute(f"DROP TABLE {core.jobs_view.counts_table}")
     assert make_core().jobs_view.counts("acme") == (5, 3)
+
+
+def test_postgresql_statistics_are_refreshed_after_a_bulk_catch_up(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not getattr(core.views_db, "analyze_after_bulk_writes", False):
+        pytest.skip("only PostgreSQL plans from statistics that lag behind bulk writes")
+    monkeypatch.setattr(type(core.jobs_view), "ANALYZE_AFTER_ROWS", 5)  # 1,000 in service
+    for i in range(6):
+        core.jobs.create_job("acme", nightly(f"job-{i}"), by="ana")
+
+    core.projections["jobs"].catch_up()
+
+    with core.views_db.read() as c:
+        c.execute("SELECT reltuples FROM pg_class WHERE oid = 'cronsource_jobs'::regclass")
+        (estimated,) = c.fetchone()
+    assert estimated == 6  # -1 (never analysed) until then; autovacuum waits a minute
 
 
 def test_read_your_writes_when_projections_follow_in_threads(core: Core) -> None:
