@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from application.jobs import Fire
-from domain.instants import iso_ms
+from domain.instants import iso_ms, parse_instant
 from interfaces.composition import Core
 from tests.engine_support import FakeClock, ScriptedRunner, running_engine, wait_for
 
@@ -218,7 +218,8 @@ def test_run_once_catches_up_the_latest_missed_slot(core: Core) -> None:
 
     (row,) = executions_of(core, job_id)
     assert row["trigger"] == "catch-up"
-    assert row["scheduledFor"] == skips_of(core, job_id)[-1]["to"][:17] + row["scheduledFor"][17:]
+    last_skipped = parse_instant(skips_of(core, job_id)[-1]["to"], "to")
+    assert parse_instant(row["scheduledFor"], "at") == last_skipped + timedelta(seconds=1)
     assert [s["reason"] for s in skips_of(core, job_id)] == ["MISSED"]
 
 
