@@ -38,6 +38,7 @@ RESULT_HEADERS = (
     "content-type", "content-length", "etag", "location", "retry-after", "date", "last-modified",
 )  # fmt: skip
 STACK_LINES = 20
+PREPARED_CALLS = 4096  # distinct resolved configs whose prepared call is kept
 
 
 class HttpTaskRunner:
@@ -53,12 +54,13 @@ class HttpTaskRunner:
         self.guard = guard
         self.max_body_bytes = max_body_bytes
         self._session: aiohttp.ClientSession | None = None
+        self._calls: dict[bytes, _Call] = {}
 
     async def run(self, request: TaskRequest) -> TaskOutcome:
         """Make the call of one attempt, bounded by `request.timeout_ms` from start to body."""
         started = time.monotonic()
         try:
-            call = _Call(HttpInvokerTask.from_config(request.config))
+            call = self._prepared(request.config)
         except DomainError as e:  # validated at creation, so resolving parameters broke it
             return _failure(ErrorCode.UNKNOWN, f"invalid task config: {e}", started)
         except (TypeError, ValueError) as e:  # a body JSON cannot hold, a URL yarl refuses
@@ -81,6 +83,19 @@ class HttpTaskRunner:
             logger.error("unexpected error calling %s: %s", call.shown, stack)
             message = call.scrub(f"{type(e).__name__}: {e}")
             return _failure(ErrorCode.UNKNOWN, message, started, type=type(e).__name__)
+
+    def _prepared(self, config: Mapping[str, Any]) -> _Call:
+        """The call a resolved config makes. A job calls alike slot after slot (unless its
+        parameters differ), so a call is prepared once per distinct config and then reused:
+        a `_Call` is not changed after it is made."""
+        key = orjson.dumps(config)
+        call = self._calls.get(key)
+        if call is None:
+            call = _Call(HttpInvokerTask.from_config(config))
+            if len(self._calls) >= PREPARED_CALLS:
+                self._calls.clear()
+            self._calls[key] = call
+        return call
 
     async def close(self) -> None:
         """Close the shared session and its pooled connections."""

@@ -39,6 +39,8 @@ SCHEMES = ("http", "https")
 # fmt: off
 #: How long a create or update waits for the static check's DNS lookup.
 STATIC_LOOKUP_SECONDS = 2.0
+VERDICTS = 4096  # URLs whose verdict a session's guard remembers (then it starts over)
+_UNJUDGED = object()
 _LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="url-guard-lookup")
 
 METADATA_HOSTS = frozenset({
@@ -112,6 +114,7 @@ class UrlGuard:
         self.allow_networks = tuple(_parse_network(n) for n in allow_networks)
         self.allow_hosts = frozenset(_parse_host(h) for h in allow_hosts)
         self._resolver_factory = resolver_factory  # called inside the event loop, per use
+        self._verdicts: dict[URL, UrlBlocked | None] = {}
 
     @classmethod
     def from_setting(
@@ -234,7 +237,21 @@ class UrlGuard:
     async def _on_request_start(
         self, _session: ClientSession, _ctx: SimpleNamespace, params: StartParams
     ) -> None:
-        self.check_url_syntax(params.url)
+        # a job calls the same URL slot after slot: its verdict is remembered (it depends on
+        # the URL and this guard's fixed allow-lists only; names are judged at connection)
+        url = params.url
+        verdict = self._verdicts.get(url, _UNJUDGED)
+        if verdict is _UNJUDGED:
+            try:
+                self.check_url_syntax(url)
+                verdict = None
+            except UrlBlocked as e:
+                verdict = e
+            if len(self._verdicts) >= VERDICTS:
+                self._verdicts.clear()
+            self._verdicts[url] = verdict
+        if verdict is not None:
+            raise UrlBlocked(verdict.url, verdict.reason)
 
     async def _on_request_redirect(
         self, _session: ClientSession, _ctx: SimpleNamespace, params: RedirectParams

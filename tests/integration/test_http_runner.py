@@ -361,3 +361,31 @@ def test_cancelling_a_running_call_propagates_the_cancellation():
                 await call
 
     run(scenario())
+
+
+def test_a_repeated_call_is_judged_and_sent_as_the_first_was():
+    """Calls are prepared once per config and the guard remembers verdicts: a second call
+    of the same config sends the same request, and a refused URL stays refused."""
+
+    async def scenario() -> tuple[list[TaskOutcome], list[TaskOutcome], Server]:
+        routes = {"/private": only_with_authorization("Bearer tok-123")}
+        auth = {"authMethod": "bearer", "token": "tok-123"}
+        async with serving(routes) as server:
+            config = {"url": server.url("/private"), "auth": auth}
+            async with http_runner() as runner:
+                allowed = [await runner.run(task(config)) for _ in "abc"]
+                other = {**config, "auth": {"authMethod": "bearer", "token": "other"}}
+                allowed.append(await runner.run(task(other)))  # another config: its own call
+            async with http_runner(UrlGuard()) as runner:
+                refused = [await runner.run(task(config)) for _ in "ab"]
+            return allowed, refused, server
+
+    allowed, refused, server = run(scenario())
+
+    assert [o.ok for o in allowed] == [True, True, True, False]
+    assert allowed[3].error is not None and allowed[3].error["code"] == "HTTP_STATUS"
+    assert [s.headers["Authorization"] for s in server.requests] == ["Bearer tok-123"] * 3 + [
+        "Bearer other"
+    ]
+    assert [o.error["code"] for o in refused if o.error] == ["URL_BLOCKED", "URL_BLOCKED"]
+    assert len(server.requests) == 4  # the refused calls reached nothing
