@@ -567,9 +567,8 @@ class Engine:
 
     def _launch(self, execution: Execution, job: Job, gate: asyncio.Event | None = None) -> None:
         self._track(job.id, execution.id)
-        task = asyncio.create_task(
-            self._execute(execution, job, gate), name=f"execution-{execution.id}"
-        )
+        # no task name: formatting one per fire cost more than it told (`_tasks` maps ids)
+        task = asyncio.create_task(self._execute(execution, job, gate))
         self._tasks[execution.id] = task
         self._unstarted.add(execution.id)
         task.add_done_callback(lambda _: self._settled(execution.id))  # ended without starting

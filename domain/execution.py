@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -53,7 +54,12 @@ def slot_instant(instant: datetime) -> datetime:
 
 def scheduled_execution_id(job_id: UUID, scheduled_for: datetime) -> UUID:
     """The id of a job's fire at one slot: every engine derives the same one, so one wins."""
-    return uuid5(NAMESPACE_URL, f"/executions/{job_id}/{slot_instant(scheduled_for).isoformat()}")
+    return uuid5(NAMESPACE_URL, f"/executions/{job_id}/{_slot_text(scheduled_for)}")
+
+
+@lru_cache(maxsize=256)  # a tick's fires share a few slots: each is formatted once
+def _slot_text(scheduled_for: datetime) -> str:
+    return slot_instant(scheduled_for).isoformat()
 
 
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED})
