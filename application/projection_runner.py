@@ -17,6 +17,9 @@ from application.projections import Projection
 
 log = logging.getLogger(__name__)
 
+#: how long a catch-up waits for the process that follows the log before doing it itself
+ELSEWHERE_WAIT_SECONDS = 30.0
+
 
 def follow(
     step: Callable[[], bool],
@@ -75,7 +78,9 @@ class ProjectionRunner:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._followed = False  # by a thread of its own or its set's
+        self._followed = False  # by a thread of its own or its set's, or another process
+        self._elsewhere = False  # followed by another process, which reports its positions
+        self._listeners: list[Callable[[str, int, int], None]] = []
         self.poll_interval = 0.5
 
     @property
@@ -171,9 +176,12 @@ class ProjectionRunner:
             self._lost(self.store.position())
 
     def catch_up(self, stop: int | None = None) -> int:
-        """Apply every event up to the log's head (or `stop`), in this thread."""
+        """Apply every event up to the log's head (or `stop`), in this thread; when another
+        process follows the log for this one, wait for it first (it is likely ahead)."""
         if stop is None:
             stop = self.recorder.max_notification_id() or 0
+        if self._elsewhere and self.wait_for(stop, ELSEWHERE_WAIT_SECONDS):
+            return self.position
         with self._lock:
             while self.position < stop:
                 before = self.position
@@ -205,6 +213,7 @@ class ProjectionRunner:
             if force or position > self._seen:
                 self._seen = position
             self._changed.notify_all()
+        self._report()
 
     def _lost(self, stored: int) -> None:
         """A commit found another position in the store: take it as ours (what was seen of the
@@ -213,10 +222,28 @@ class ProjectionRunner:
             self._position = stored
             self._seen = max(self._seen, stored)
             self._changed.notify_all()
+        self._report()
 
     def _moved_seen(self, position: int) -> None:
         with self._changed:
             self._seen = max(self._seen, position)
+            self._changed.notify_all()
+        self._report()
+
+    def _report(self) -> None:
+        for listener in self._listeners:
+            listener(self.name, self._position, self._seen)
+
+    def listen(self, listener: Callable[[str, int, int], None]) -> None:
+        """Call `listener(name, committed, seen)` whenever this projection moves."""
+        self._listeners.append(listener)
+
+    def observed(self, committed: int, seen: int) -> None:
+        """Where the process that follows the log for this one has got to."""
+        with self._changed:
+            self._position = max(self._position, committed)
+            self._seen = max(self._seen, seen)
+            self._elsewhere = True  # from now on a catch-up waits for that process first
             self._changed.notify_all()
 
     # -- following -----------------------------------------------------------------------
@@ -273,12 +300,16 @@ class ProjectionSet:
         self._thread: threading.Thread | None = None
         self._retry_at: dict[str, float] = {}  # a projection whose batch failed rests a while
         self._failures: dict[str, int] = {}
+        self._elsewhere_wake: Callable[[int | None], None] | None = None
 
     def __getitem__(self, name: str) -> ProjectionRunner:
         return self.runners[name]
 
-    def wake(self, _position: int | None = None) -> None:
+    def wake(self, position: int | None = None) -> None:
         """Events were written (by this process or, via the store's notice, another)."""
+        if self._elsewhere_wake is not None:
+            self._elsewhere_wake(position)
+            return
         self._wake.set()
         for runner in self.runners.values():
             runner.wake()
@@ -328,6 +359,21 @@ class ProjectionSet:
         )
         self._thread.start()
 
+    def follow_elsewhere(self, wake: Callable[[int | None], None]) -> None:
+        """Another process follows the log for these projections (it reports its positions to
+        `observed`); waiting readers and this process's writes wake it through `wake`."""
+        self._elsewhere_wake = wake
+        forward = _Forward(wake)
+        for runner in self.runners.values():  # until it reports, a catch-up is done here
+            runner._followed = True
+            runner._wake = forward  # type: ignore[assignment]
+
+    def observed(self, name: str, committed: int, seen: int) -> None:
+        """A position reported by the process that follows the log for this set."""
+        runner = self.runners.get(name)
+        if runner is not None:
+            runner.observed(committed, seen)
+
     def stop(self) -> None:
         """Stop following; a batch in progress finishes first."""
         self._stopping.set()
@@ -335,8 +381,9 @@ class ProjectionSet:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        self._elsewhere_wake = None
         for runner in self.runners.values():
-            runner._followed = False
+            runner._followed = runner._elsewhere = False
 
     def step(self) -> bool:
         """Read the next stretch of the log once and apply it to every projection behind;
@@ -447,6 +494,16 @@ class _ReadAhead:
             with contextlib.suppress(queue.Full):
                 self._queue.put(item, timeout=0.05)
                 return
+
+
+class _Forward:
+    """A runner's wake-up event when another process follows the log: it tells that process."""
+
+    def __init__(self, wake: Callable[[int | None], None]) -> None:
+        self._tell = wake
+
+    def set(self) -> None:
+        self._tell(None)
 
 
 class _DecodeOnce:

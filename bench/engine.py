@@ -89,7 +89,27 @@ def lat_fields(lat_s: list[float], prefix: str = "lateness_ms") -> dict[str, flo
 
 
 def peak_rss_mb() -> float | None:
-    return r3(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    """This process's peak RSS plus its projection worker's (`CRONSOURCE_PROJECTIONS=process`):
+    a node is both."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    worker = STATE.get("worker_pid")
+    if worker:
+        with contextlib.suppress(OSError), open(f"/proc/{worker}/status") as f:
+            own += next(int(x.split()[1]) for x in f if x.startswith("VmHWM:")) / 1024.0
+    return r3(own)
+
+
+def worker_cpu_s() -> float:
+    """CPU seconds of the projection worker, if the node runs one (counted with the node)."""
+    worker = STATE.get("worker_pid")
+    if not worker:
+        return 0.0
+    try:
+        with open(f"/proc/{worker}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def rss_now_mb() -> float | None:
@@ -188,6 +208,7 @@ class WindowSampler(threading.Thread):
             while (d := t - time.time()) > 0:
                 time.sleep(min(d, 0.05))
             self.cpu[key] = time.process_time()
+            self.cpu["worker_" + key] = worker_cpu_s()
             self.host[key] = host_cpu()
             if self.dbname:
                 self.pg[key] = postgres_cpu(self.dbname)
@@ -196,7 +217,9 @@ class WindowSampler(threading.Thread):
         out: dict[str, Any] = {}
         if "t1" not in self.cpu:
             return None, out
-        cpu = self.cpu["t1"] - self.cpu["t0"]
+        worker = self.cpu["worker_t1"] - self.cpu["worker_t0"]
+        cpu = self.cpu["t1"] - self.cpu["t0"] + worker  # a node's CPU: its worker's too
+        out["worker_cpu_util"] = r3(worker / seconds)
         (ta, ia), (tb, ib) = self.host["t0"], self.host["t1"]
         tot, idle = tb - ta, ib - ia
         out["host_cpu_busy_pct"] = r3(100.0 * (tot - idle) / tot) if tot > 0 else None
@@ -256,7 +279,16 @@ def configure(url: str, max_concurrency: int, allow_targets: str = "") -> None:
 def new_core() -> Any:
     from interfaces.composition import Core, Settings
 
-    return Core(Settings.from_env())
+    core = Core(Settings.from_env())
+    start = core.start
+
+    def started(*args: Any, **kwargs: Any) -> None:  # note the worker's pid for accounting
+        start(*args, **kwargs)
+        if core.projection_worker is not None:
+            STATE["worker_pid"] = core.projection_worker.pid
+
+    core.start = started
+    return core
 
 
 def function_job(i: int, pattern: str, **extra: Any) -> dict[str, Any]:

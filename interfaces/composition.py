@@ -45,6 +45,7 @@ from infrastructure.task_runners import TaskRunners
 from infrastructure.url_guard import UrlGuard
 from infrastructure.webhook_sender import WebhookSender
 from infrastructure.webhook_store import SqlDeliveryStore, SqlWebhooksView
+from interfaces.projection_worker import ProjectionProcess
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Settings:
     misfire_grace_seconds: float = 10.0
     shutdown_grace_seconds: float = 30.0
     decide_ahead_seconds: float = 0.5
+    projections: str = "thread"  # or "process": the read models folded by a worker process
     # event subscribers (issue 6)
     webhooks: bool = True
     webhook_retry_schedule: str = ""
@@ -127,6 +129,10 @@ class Settings:
         ):
             if env.get(variable):
                 values[name] = env[variable]
+        if env.get("CRONSOURCE_PROJECTIONS"):
+            values["projections"] = env["CRONSOURCE_PROJECTIONS"].strip().lower()
+        if values.get("projections", "thread") not in ("thread", "process"):
+            raise StoreConfigError("CRONSOURCE_PROJECTIONS: must be thread or process")
         if env.get("CRONSOURCE_WEBHOOKS"):
             values["webhooks"] = env["CRONSOURCE_WEBHOOKS"].lower() not in ("off", "0", "no")
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -188,6 +194,7 @@ class Core:
         self.jobs.on_recorded(self.projections.wake)
         self.queries = Queries(self.jobs_view, self.executions_view)
         self._follower: LogFollower | None = None
+        self.projection_worker: ProjectionProcess | None = None
         self._log_listeners: list[Callable[[int | None], None]] = []
         # event subscribers: the log as public events, followed live; webhooks
         self.event_log = EventLog(recorder, mapper, settings.events_owner_cache)
@@ -269,10 +276,17 @@ class Core:
         """The read models an engine reads at start, caught up first."""
         return CoreEngineViews(self)
 
-    def start(self) -> None:
-        """Follow the log: projections in threads, woken by this process and the store."""
-        self.projections.start(self.settings.poll_seconds)
-        self.live.start(self.settings.poll_seconds)
+    def start(self, live: bool = True) -> None:
+        """Follow the log: projections in a thread (or a worker process), woken by this
+        process and the store; and the live log for event subscribers (unless `live` is off)."""
+        if self.settings.projections == "process":
+            self.projection_worker = ProjectionProcess(self.settings, self.projections.observed)
+            self.projections.follow_elsewhere(self.projection_worker.wake)
+            self.projection_worker.start()
+        else:
+            self.projections.start(self.settings.poll_seconds)
+        if live:
+            self.live.start(self.settings.poll_seconds)
         self._follower = LogFollower(self.jobs.recorder, self._notice)
         self._follower.start()
 
@@ -287,6 +301,8 @@ class Core:
         if self._follower is not None:
             self._follower.stop()
         self.live.stop()
+        if self.projection_worker is not None:
+            self.projection_worker.stop()
         self.projections.stop()
         self.views_db.close()
         self.jobs.close()
