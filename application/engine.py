@@ -24,6 +24,7 @@ from uuid import UUID
 from eventsourcing.utils import get_topic
 
 from application.jobs import Fire, Jobs
+from application.limiter import Limiter
 from application.misfires import decide_misfires
 from application.ports import Clock, EngineViews, Row, TaskOutcome, TaskRequest, TaskRunner
 from application.write_batcher import WriteBatcher
@@ -46,7 +47,7 @@ EXECUTION_TOPICS = frozenset(
     get_topic(c)
     for c in (
         Execution.Scheduled,  # type: ignore[attr-defined]
-        Execution.Succeeded,  # type: ignore[attr-defined]
+        Execution.Succeeded,
         Execution.Failed,  # type: ignore[attr-defined]
     )
 )
@@ -150,7 +151,7 @@ class Engine:
         self._drained: asyncio.Event | None = None
         self._failures: dict[UUID, int] = {}
         self._position = 0
-        self._semaphore: asyncio.Semaphore | None = None
+        self._limiter: Limiter | None = None
         self._wake: asyncio.Event | None = None
         self._log_changed: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
@@ -162,7 +163,7 @@ class Engine:
     async def run(self) -> None:
         """Start, then fire jobs until `stop()`; running executions get the grace period."""
         self._loop = asyncio.get_running_loop()
-        self._semaphore = asyncio.Semaphore(self.settings.max_concurrency)
+        self._limiter = Limiter(self.settings.max_concurrency)
         self._wake, self._log_changed = asyncio.Event(), asyncio.Event()
         self._stopping = asyncio.Event()
         self._drained = asyncio.Event()
@@ -576,7 +577,7 @@ class Engine:
     async def _execute(
         self, execution: Execution, job: Job, gate: asyncio.Event | None = None
     ) -> None:
-        assert self._semaphore is not None and self._stopping is not None
+        assert self._limiter is not None and self._stopping is not None
         prepared: dict[str, Any] | DomainError | None = None
         try:
             if gate is not None:  # decided ahead: what does not depend on the start, now
@@ -596,7 +597,7 @@ class Engine:
             while decided or not self._stopping.is_set():
                 self.stats.queued += 1
                 try:
-                    await self._semaphore.acquire()
+                    await self._limiter.acquire()
                 finally:
                     self.stats.queued -= 1
                 try:
@@ -622,7 +623,7 @@ class Engine:
                     finally:
                         self.stats.running -= 1
                 finally:
-                    self._semaphore.release()
+                    self._limiter.release()
                 now = self.clock.now()
                 if outcome.ok:
                     execution.succeed(outcome.result or {}, now)

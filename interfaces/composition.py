@@ -120,6 +120,8 @@ class Settings:
                     raise StoreConfigError(
                         f"{variable}: {env[variable]!r} is not a number"
                     ) from None
+        if int(values.get("max_concurrency", 5)) < 1:  # type: ignore[call-overload]
+            raise StoreConfigError("SCHEDULER_MAX_CONCURRENCY: must be at least 1")
         if not 0 <= float(values.get("decide_ahead_seconds", 0.5)) <= 10:  # type: ignore[arg-type]
             raise StoreConfigError("CRONSOURCE_DECIDE_AHEAD_SECONDS: must be from 0 to 10")
         for variable, name in (
