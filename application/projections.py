@@ -97,9 +97,9 @@ class ExecutionsProjection(Projection):
     name = "executions"
     event_classes = (
         Execution.Scheduled,  # type: ignore[attr-defined]
-        Execution.Started,  # type: ignore[attr-defined]
+        Execution.Started,
         Execution.AttemptFailed,  # type: ignore[attr-defined]
-        Execution.Succeeded,  # type: ignore[attr-defined]
+        Execution.Succeeded,
         Execution.Failed,  # type: ignore[attr-defined]
     )
 
@@ -134,7 +134,7 @@ class ExecutionsProjection(Projection):
         if row is None:  # pruned by retention: later events of it change nothing
             return None
         row = dict(row)
-        if isinstance(event, Execution.Started):  # type: ignore[attr-defined]
+        if isinstance(event, Execution.Started):
             row.update(
                 status=Status.RUNNING.value,
                 attempt=event.attempt,
@@ -148,7 +148,7 @@ class ExecutionsProjection(Projection):
                 error=mask_secrets(event.error),
                 nextAttemptAt=iso_ms(event.next_attempt_at),
             )
-        elif isinstance(event, Execution.Succeeded):  # type: ignore[attr-defined]
+        elif isinstance(event, Execution.Succeeded):
             row.update(
                 status=Status.SUCCEEDED.value,
                 result=mask_secrets(event.result),

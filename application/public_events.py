@@ -28,9 +28,9 @@ PUBLIC_TYPES: dict[type, str] = {
     Job.Enabled: "scheduler.job.enabled",  # type: ignore[attr-defined]
     Job.Disabled: "scheduler.job.disabled",  # type: ignore[attr-defined]
     Job.Deleted: "scheduler.job.deleted",  # type: ignore[attr-defined]
-    Execution.Started: "scheduler.job.execution.started",  # type: ignore[attr-defined]
+    Execution.Started: "scheduler.job.execution.started",
     Execution.AttemptFailed: "scheduler.job.execution.retrying",  # type: ignore[attr-defined]
-    Execution.Succeeded: "scheduler.job.execution.succeeded",  # type: ignore[attr-defined]
+    Execution.Succeeded: "scheduler.job.execution.succeeded",
     Execution.Failed: "scheduler.job.execution.failed",  # type: ignore[attr-defined]
     SkippedSlots.Skipped: "scheduler.job.execution.skipped",  # type: ignore[attr-defined]
     SkippedSlots.Extended: "scheduler.job.execution.skipped",  # type: ignore[attr-defined]

@@ -138,7 +138,7 @@ class Execution(Aggregate):
             raise IllegalTransition(f"cannot start an execution that is {self.status}")
         # `trigger_event` directly: the decorated method's argument handling costs more than
         # the event (this runs once per fire)
-        self.trigger_event(self.Started, attempt=self.attempt + 1, node=node, at=at)  # type: ignore[attr-defined]
+        self.trigger_event(self.Started, attempt=self.attempt + 1, node=node, at=at)
 
     def fail_attempt(self, error: dict[str, Any], at: datetime, next_attempt_at: datetime) -> None:
         """Record a failed attempt that another attempt will follow."""
@@ -155,7 +155,7 @@ class Execution(Aggregate):
         if self.status is not Status.RUNNING:
             raise IllegalTransition(f"cannot succeed an execution that is {self.status}")
         self.trigger_event(
-            self.Succeeded,  # type: ignore[attr-defined]
+            self.Succeeded,
             result=result,
             at=at,
             duration_ms=self._duration_ms(at),
@@ -174,10 +174,24 @@ class Execution(Aggregate):
 
     # -- events --------------------------------------------------------------------------
 
-    @event("Started")
-    def _started(self, attempt: int, node: str, at: datetime) -> None:
-        self.status, self.attempt, self.node = Status.RUNNING, attempt, node
-        self.started_at, self.next_attempt_at = at, None
+    # `Started` and `Succeeded` come once per fire each: written as classes with their own
+    # `apply`, they skip the decorator's argument matching (the same topics and fields)
+
+    class Started(Aggregate.Event):
+        """An attempt began."""
+
+        attempt: int
+        node: str
+        at: datetime
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Execution)
+            aggregate.status, aggregate.attempt = Status.RUNNING, self.attempt
+            aggregate.node, aggregate.started_at, aggregate.next_attempt_at = (
+                self.node,
+                self.at,
+                None,
+            )
 
     @event("AttemptFailed")
     def _attempt_failed(
@@ -185,9 +199,17 @@ class Execution(Aggregate):
     ) -> None:
         self.status, self.error, self.next_attempt_at = Status.PENDING, error, next_attempt_at
 
-    @event("Succeeded")
-    def _succeeded(self, result: dict[str, Any], at: datetime, duration_ms: int | None) -> None:
-        self.status, self.result, self.error, self.finished_at = Status.SUCCEEDED, result, None, at
+    class Succeeded(Aggregate.Event):
+        """The last attempt succeeded."""
+
+        result: dict[str, Any]
+        at: datetime
+        duration_ms: int | None
+
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Execution)
+            aggregate.status, aggregate.result = Status.SUCCEEDED, self.result
+            aggregate.error, aggregate.finished_at = None, self.at
 
     @event("Failed")
     def _failed(self, error: dict[str, Any], at: datetime, duration_ms: int | None) -> None:
