@@ -33,7 +33,7 @@ from domain.execution import ErrorCode, Execution, Status, Trigger
 from domain.instants import iso_ms, parse_instant
 from domain.job import SYSTEM, Job
 from domain.ledger import SkippedSlots, SkipReason
-from domain.parameters import resolve_parameters
+from domain.parameters import has_parameters, resolve_parameters
 from domain.policies import ConcurrencyPolicy, MisfirePolicy, RetryPolicy
 from domain.schedule import Schedule
 
@@ -152,6 +152,7 @@ class Engine:
         self._failures: dict[UUID, int] = {}
         self._position = 0
         self._limiter: Limiter | None = None
+        self._static_configs: dict[tuple[UUID, int], bool] = {}  # task configs without parameters
         self._wake: asyncio.Event | None = None
         self._log_changed: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
@@ -684,8 +685,21 @@ class Engine:
             )
 
     def _resolved(self, execution: Execution, job: Job) -> dict[str, Any] | DomainError:
-        """The task's config for this execution, parameters resolved against its slot."""
-        config = dict(job.definition["taskConfig"])
+        """The task's config for this execution, parameters resolved against its slot.
+
+        A config without parameters is handed over as the job holds it (runners only read
+        it; the function runner gives a function its own copy of the payload)."""
+        config = job.definition["taskConfig"]
+        if execution.override is None:
+            key = (job.id, job.version)
+            static = self._static_configs.get(key)
+            if static is None:
+                if len(self._static_configs) >= 100_000:
+                    self._static_configs.clear()
+                static = self._static_configs[key] = not has_parameters(config)
+            if static:
+                return config
+        config = dict(config)
         if execution.override is not None:
             key = "body" if job.definition["taskType"] == "HttpInvokerTask" else "payload"
             config[key] = execution.override

@@ -222,7 +222,8 @@ class FunctionTaskRunner:
         if fn is None:
             message = f"no function named {name!r} is registered"
             return _failure(ErrorCode.UNKNOWN_FUNCTION, message, started)
-        payload = dict(request.config.get("payload") or {})
+        # the function's own copy, nested values too: what it changes stays in this call
+        payload = orjson.loads(orjson.dumps(request.config.get("payload") or {}))
         context = FunctionContext(
             job_id=str(request.job_id),
             execution_id=str(request.execution_id),

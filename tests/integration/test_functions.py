@@ -209,6 +209,26 @@ def test_the_payload_reaches_the_function(samples: FunctionRegistry):
     assert outcome.result == {"data": {"n": 42}, "durationMs": outcome.result["durationMs"]}
 
 
+def test_what_a_function_changes_in_its_payload_stays_in_its_call():
+    """The engine hands a config without parameters over as the job holds it, so the runner
+    gives each call its own copy, nested values too."""
+
+    def meddle(payload: dict[str, Any], context: Any) -> dict[str, Any]:
+        seen = {"tags": list(payload["nested"]["tags"])}
+        payload["nested"]["tags"].append("added")
+        payload["nested"]["new"] = True
+        return seen
+
+    config = {"nested": {"tags": ["a"]}}
+    request = task("meddle", config)
+    runner = FunctionTaskRunner(registry_with(meddle=meddle))
+    first, second = run(runner.run(request)), run(runner.run(request))
+
+    assert first.result is not None and second.result is not None
+    assert first.result["data"] == second.result["data"] == {"tags": ["a"]}
+    assert request.config["payload"] == {"nested": {"tags": ["a"]}}
+
+
 def test_an_exception_fails_with_function_error_and_the_stack(samples: FunctionRegistry):
     outcome = run_task(samples, task("explode", {"message": "disk full"}))
 
