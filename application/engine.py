@@ -29,7 +29,7 @@ from application.misfires import decide_misfires
 from application.ports import Clock, EngineViews, Row, TaskOutcome, TaskRequest, TaskRunner
 from application.write_batcher import WriteBatcher
 from domain.errors import DomainError
-from domain.execution import ErrorCode, Execution, Status, Trigger
+from domain.execution import ErrorCode, Execution, Status, Trigger, scheduled_execution_id
 from domain.instants import iso_ms, parse_instant
 from domain.job import SYSTEM, Job
 from domain.ledger import SkippedSlots, SkipReason
@@ -77,6 +77,10 @@ class EngineSettings:
     #: fires of `allow`-policy jobs are recorded this long before their slot and started at
     #: it, so the group commit is not in their lateness (0: decide every fire at its slot)
     decide_ahead_seconds: float = 0.5
+    #: with several nodes, each job's nodes take turns this far apart to decide its slot: the
+    #: first in the job's order decides, the next (learning from the log that it did) only
+    #: steps in when it did not (a dead node), instead of all racing to record every fire
+    stagger_seconds: float = 0.2
 
 
 @dataclass(slots=True)
@@ -87,6 +91,8 @@ class _Entry:
     next_slot: datetime | None = None
     token: int = 0
     policy: ConcurrencyPolicy = field(init=False)
+    rank: int = 0  # this node's turn among the live nodes to decide this job's slots
+    ranked: int = -1  # for which set of live nodes `rank` was computed
 
     def __post_init__(self) -> None:
         # read once per job version, not once per fire
@@ -130,7 +136,14 @@ class Engine:
         self.batcher = WriteBatcher(jobs)
         self.stats = _Stats()
         self._entries: dict[UUID, _Entry] = {}
-        self._heap: list[tuple[datetime, int, UUID, int]] = []
+        # (when to decide, seq, job, token, slot): a slot is decided ahead of it (allow
+        # jobs), at it (others), later on the node whose turn for the job comes later
+        self._heap: list[tuple[datetime, int, UUID, int, datetime]] = []
+        self._ahead = settings.decide_ahead_seconds
+        self._live: tuple[str, ...] = (settings.node,)  # nodes beating now, this one among them
+        self._live_version = 0
+        # fires other nodes recorded (from the log): a node whose turn comes later skips them
+        self._elsewhere: set[UUID] = set()
         self._seq = itertools.count()
         self._active: dict[UUID, set[UUID]] = {}  # unfinished executions per job, any node
         self._job_of: dict[UUID, UUID] = {}  # job of each unfinished execution
@@ -266,11 +279,19 @@ class Engine:
     # -- other nodes -----------------------------------------------------------------------
 
     async def _beat(self) -> None:
-        """Tell the other nodes this one is alive."""
+        """Tell the other nodes this one is alive, and see which others are."""
+        now = self.clock.now()
         try:
-            await asyncio.to_thread(self.views.beat, self.node, iso_ms(self.clock.now()))
+            await asyncio.to_thread(self.views.beat, self.node, iso_ms(now))
+            seen = await asyncio.to_thread(self.views.last_seen)
         except Exception:  # the store is away: the next beat will do
             log.exception("engine %s could not record its heartbeat", self.node)
+            return
+        bound = now - timedelta(seconds=self.settings.takeover_seconds)
+        live = {n for n, at in seen.items() if parse_instant(at, "seenAt") >= bound}
+        live = tuple(sorted(live | {self.node}))
+        if live != self._live:  # each job's turns are worked out again as it is next scheduled
+            self._live, self._live_version = live, self._live_version + 1
 
     async def _watch_nodes(self) -> None:
         """Beat, and take over what nodes that stopped beating left unfinished."""
@@ -385,11 +406,36 @@ class Engine:
     def _schedule(self, entry: _Entry, slot: datetime | None) -> None:
         entry.next_slot = slot
         if slot is not None:
-            heapq.heappush(self._heap, (slot, next(self._seq), entry.job.id, entry.token))
+            decide_at = slot - self._lead(entry)
+            heapq.heappush(
+                self._heap, (decide_at, next(self._seq), entry.job.id, entry.token, slot)
+            )
+
+    def _lead(self, entry: _Entry) -> timedelta:
+        """How long before its slot this node decides the job's fire (negative: after it)."""
+        if entry.ranked != self._live_version:
+            entry.rank, entry.ranked = self._rank(entry.job.id), self._live_version
+        ahead = self._ahead if entry.policy is ConcurrencyPolicy.ALLOW else 0.0
+        return timedelta(seconds=ahead - entry.rank * self.settings.stagger_seconds)
+
+    def _recorded_elsewhere(self, job_id: UUID, slot: datetime) -> bool:
+        """Whether another node recorded this fire (as far as the log has told this one)."""
+        execution_id = scheduled_execution_id(job_id, slot)
+        if execution_id in self._elsewhere:
+            self._elsewhere.discard(execution_id)
+            return True
+        return False
+
+    def _rank(self, job_id: UUID) -> int:
+        """This node's place in the job's order of live nodes (rendezvous hashing: every node
+        computes the same order, and a node's leaving moves only its own jobs)."""
+        if len(self._live) == 1:
+            return 0
+        order = sorted(self._live, key=lambda node: _weight(node, job_id), reverse=True)
+        return order.index(self.node)
 
     async def _tick_loop(self) -> None:
         assert self._stopping is not None and self._wake is not None
-        ahead = timedelta(seconds=self.settings.decide_ahead_seconds)
         while not self._stopping.is_set():
             now = self.clock.now()
             self._start_ready(now)
@@ -403,25 +449,19 @@ class Engine:
                     await self._record_and_run(current)
                 continue
             due: list[tuple[_Entry, Fire]] = []
-            held: list[tuple[datetime, int, UUID, int]] = []  # due soon, decided at their slot
             following: dict[tuple[Schedule, datetime], datetime] = {}  # jobs share patterns
-            while self._heap and self._heap[0][0] <= now + ahead:
-                item = heapq.heappop(self._heap)
-                slot, _, job_id, token = item
+            while self._heap and self._heap[0][0] <= now:
+                _, _, job_id, token, slot = heapq.heappop(self._heap)
                 entry = self._entries.get(job_id)
                 if entry is None or entry.token != token:
                     continue  # the job changed since this entry was pushed
-                if slot > now and entry.policy is not ConcurrencyPolicy.ALLOW:
-                    held.append(item)  # whether it overlaps is known only at its slot
-                    continue
-                due.append((entry, Fire(job_id, slot)))
+                if not entry.rank or not self._recorded_elsewhere(job_id, slot):
+                    due.append((entry, Fire(job_id, slot)))
                 key = (entry.schedule, slot)
                 after = following.get(key)
                 if after is None:
                     after = following[key] = entry.schedule.next_after(slot)
                 self._schedule(entry, after)
-            for item in held:
-                heapq.heappush(self._heap, item)
             # fires the store refused earlier, for jobs still as they were
             retrying = [(e, f) for e, f in self._unrecorded if self._entries.get(e.job.id) is e]
             self._unrecorded = []
@@ -430,7 +470,7 @@ class Engine:
                 if self._unrecorded:  # still failing: give the store a moment
                     await self.clock.wait_until(now + STORE_RETRY, self._stopping)
                 continue
-            await self.clock.wait_until(self._next_wake(now, ahead), self._wake)
+            await self.clock.wait_until(self._next_wake(now), self._wake)
             self._wake.clear()
 
     @property
@@ -461,17 +501,13 @@ class Engine:
         if self._drained is not None and self._backlog <= BACKLOG // 2:
             self._drained.set()
 
-    def _next_wake(self, now: datetime, ahead: timedelta) -> datetime:
-        """When the loop has something to do: a ready fire's slot, or the next slot to decide
-        (ahead of it for `allow` jobs)."""
+    def _next_wake(self, now: datetime) -> datetime:
+        """When the loop has something to do: a ready fire's slot, or the next slot to decide."""
         deadline = now + timedelta(seconds=60)
         if self._ready:
             deadline = min(deadline, self._ready[0][0])
         if self._heap:
-            slot, _, job_id, _ = self._heap[0]
-            entry = self._entries.get(job_id)
-            early = entry is not None and entry.policy is ConcurrencyPolicy.ALLOW
-            deadline = min(deadline, slot - ahead if early else slot)
+            deadline = min(deadline, self._heap[0][0])
         return deadline
 
     def _start_ready(self, now: datetime) -> None:
@@ -530,7 +566,9 @@ class Engine:
             entry = by_job[execution.job_id]
             if execution.scheduled_for > now:  # decided ahead: it waits for its slot's gate
                 self._launch(execution, entry.job, self._gate(execution.scheduled_for))
-            elif entry.policy is ConcurrencyPolicy.QUEUE and self._active.get(entry.job.id):
+            elif entry.policy is ConcurrencyPolicy.QUEUE and self._active.get(
+                entry.job.id, set()
+            ) - {execution.id}:  # (the log follower may have seen this very fire already)
                 self._track(entry.job.id, execution.id)
                 self._queued[entry.job.id] = (execution, entry.job)
             else:
@@ -794,6 +832,9 @@ class Engine:
                     continue  # this engine's own fire, known already: no need to decode it
                 event = self.jobs.mapper.to_domain_event(n)
                 self._track(event.job_id, execution_id)
+                if len(self._elsewhere) >= 1_000_000:  # a shortcut only: a miss costs a retry
+                    self._elsewhere.clear()
+                self._elsewhere.add(execution_id)
                 if event.trigger in CLAIMED_TRIGGERS:
                     await self._claim(execution_id, event.job_id)
             elif execution_id in self._mine:
@@ -839,6 +880,12 @@ class Engine:
             self._schedule(entry, old.next_slot)  # same schedule: keep the next slot
         else:
             self._schedule(entry, entry.schedule.next_after(max(now, active_since)))
+
+
+def _weight(node: str, job_id: UUID) -> int:
+    """A node's weight for a job, the same on every node (Python's own hash is per process)."""
+    digest = hashlib.blake2b(f"{node}/{job_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
 
 
 def utc_now() -> datetime:

@@ -522,3 +522,47 @@ def test_a_fire_recorded_ahead_still_starts_at_its_slot_when_the_engine_is_stopp
     (row,) = executions_of(core, job_id)
     assert row["status"] == "succeeded"
     assert [r.scheduled_for for r in runner.for_job(job_id)] == [clock.now()]
+
+
+def test_two_live_nodes_take_turns_per_job_instead_of_racing_for_every_fire(
+    make_core: Any,
+) -> None:
+    """Each job's first node in turn decides its slots; the other learns from the log that
+    it did and tries nothing. When a node goes, the other steps in for its jobs."""
+    core_a, core_b = make_core(), make_core()
+    job_ids = [
+        core_a.jobs.create_job("acme", every_second(f"j{i}"), by="ana").id for i in range(8)
+    ]
+    now = iso_ms(datetime.now(UTC))
+    core_a.nodes.beat("node-a", now)  # each sees the other alive from its first beat
+    core_a.nodes.beat("node-b", now)
+    turns = {"stagger_seconds": 1.0, "decide_ahead_seconds": 0.5}
+    runner_a, runner_b = ScriptedRunner(), ScriptedRunner()
+
+    with running_engine(core_a, runner_a, node="node-a", **turns) as a:
+        with running_engine(core_b, runner_b, node="node-b", **turns) as b:
+            wait_for(lambda: a.stats.won >= 24 and b.stats.won >= 8, what="both nodes' fires")
+        b_stopped = datetime.now(UTC)
+        # node-b is gone (it still counts as alive: it beat within takeover_seconds)
+        wait_for(
+            lambda: all(
+                any(
+                    parse_instant(r["scheduledFor"], "s") > b_stopped + timedelta(seconds=2)
+                    for r in executions_of(core_a, j)
+                )
+                for j in job_ids
+            ),
+            what="every job firing after node-b stopped",
+            timeout=30,
+        )
+
+    lost = (a.stats.fired - a.stats.won) + (b.stats.fired - b.stats.won)
+    assert lost <= len(job_ids)  # at most a stray race, not one per fire
+    for job_id in job_ids:
+        rows = executions_of(core_a, job_id)
+        slots = [r["scheduledFor"] for r in rows]
+        assert len(slots) == len(set(slots))
+        started = sorted(
+            r.scheduled_for for r in runner_a.for_job(job_id) + runner_b.for_job(job_id)
+        )
+        assert len(started) == len(set(started))  # no slot ran twice
