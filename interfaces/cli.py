@@ -33,6 +33,7 @@ from domain.schedule import Schedule
 from infrastructure.sql import PostgresDatabase, SQLiteDatabase
 from infrastructure.store import StoreConfigError
 from interfaces.composition import Core, Settings
+from interfaces.progress import Progress
 
 OK, DIFFERENT, USAGE, STORE = 0, 1, 2, 3
 MAX_PREVIEW = 1000
@@ -80,7 +81,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         runners: list[ProjectionRunner] = list(core.projections.runners.values())
         if not args.verify:
-            position = core.projections.rebuild_all()
+            progress = Progress("rebuilding the read models", 0, "log positions")
+            position = core.projections.rebuild_all(progress=progress.update)
+            progress.finish()
             names = ", ".join(r.name for r in runners)
             sys.stdout.write(f"{names}: rebuilt to position {position}\n")
             return OK
@@ -96,10 +99,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
                         keep = functools.partial(
                             core.settings.retention.kept, now=datetime.now(UTC)
                         )
+                    progress = Progress(f"verifying {runner.name}", 0, "log positions")
                     position, differences = verify_projection(
                         core.jobs.recorder, core.jobs.mapper, runner.projection,
-                        runner.store, scratch[runner.name], keep,
+                        runner.store, scratch[runner.name], keep, progress.update,
                     )  # fmt: skip
+                    progress.finish()
                     for difference in differences[: args.max_differences]:
                         sys.stdout.write(f"DIFFERENT {difference}\n")
                     if len(differences) > args.max_differences:
