@@ -186,6 +186,18 @@ class SqlDeliveryStore:
             )
             return [orjson.loads(doc) for (doc,) in c.fetchall()]
 
+    def start_all_at(self, position: int) -> int:
+        """Give every subscription without a cursor one at `position` (after an import, so
+        events an earlier store delivered are not sent again); the cursors made."""
+        with self.db.write() as c:
+            c.execute(
+                f"INSERT INTO {CURSORS} (subscription_id, tenant, position, seq, failures) "
+                f"SELECT id, tenant, ?, 0, 0 FROM {SqlWebhooksView.table} WHERE true "
+                "ON CONFLICT (subscription_id) DO NOTHING",
+                (position,),
+            )
+            return int(c.rowcount)
+
     def prune(self, before: str) -> int:
         """Delete finished deliveries (succeeded or failed) last changed before `before`;
         the number deleted. Pending and retrying ones stay, whatever their age."""

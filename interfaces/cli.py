@@ -32,6 +32,7 @@ from domain.instants import iso_ms, parse_instant
 from domain.schedule import Schedule
 from infrastructure.sql import PostgresDatabase, SQLiteDatabase
 from infrastructure.store import StoreConfigError
+from interfaces import log_transfer
 from interfaces.composition import Core, Settings
 from interfaces.progress import Progress
 
@@ -428,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     slots.add_argument("--to", dest="end", required=True, help="ISO 8601 instant (excluded)")
     slots.add_argument("--json", action="store_true", help="print JSON")
     slots.set_defaults(run=cmd_slots)
+
+    log_transfer.add_parsers(sub, common)
 
     jobs = sub.add_parser("jobs", help="create and list jobs from the command line")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
