@@ -32,8 +32,9 @@ from domain.instants import iso_ms, parse_instant
 from domain.schedule import Schedule
 from infrastructure.sql import PostgresDatabase, SQLiteDatabase
 from infrastructure.store import StoreConfigError
+from infrastructure.store_errors import STORE_ERRORS, unavailable
 from interfaces import log_transfer
-from interfaces.composition import Core, Settings
+from interfaces.composition import Core, Settings, engine_enabled
 from interfaces.progress import Progress
 
 OK, DIFFERENT, USAGE, STORE = 0, 1, 2, 3
@@ -247,16 +248,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from infrastructure.auth import AuthSettings, TokenVerifier, mint_token
     from interfaces.http.app import PREFIX, begin_shutdown, build_app
 
+    if args.port is None:  # read here, not when the parser is built: a bad value is named
+        args.port = _port(os.environ.get("CRONSOURCE_PORT", "3000"))
     level = os.environ.get("CRONSOURCE_LOG_LEVEL", "INFO")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env(data_dir=args.data_dir)
     auth, created = AuthSettings.from_env(os.environ, settings.data_dir)
-    run_engine = os.environ.get("CRONSOURCE_ENGINE", "on").lower() not in (
-        "off",
-        "0",
-        "false",
-        "no",
-    )
+    run_engine = engine_enabled(os.environ)
     core = Core(settings)
     try:
         core.start()
@@ -286,6 +284,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         core.close()
     return OK
+
+
+def _port(value: str) -> int:
+    if not (value.isdigit() and 1 <= int(value) <= 65535):
+        raise DomainError(f"CRONSOURCE_PORT: {value!r} is not a port (1-65535)")
+    return int(value)
 
 
 def _stream_ending_server(config: Any, on_exit: Callable[[], None]) -> Any:
@@ -388,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", parents=[common], help="serve the API and run the engine")
     serve.add_argument("--host", default=os.environ.get("CRONSOURCE_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("CRONSOURCE_PORT", "3000")))
+    serve.add_argument("--port", type=int, default=None, help="default: CRONSOURCE_PORT or 3000")
     serve.set_defaults(run=cmd_serve)
 
     token = sub.add_parser("token", parents=[common], help="print a JWT for the configured key")
@@ -458,6 +462,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return STORE
     except OSError as e:
         sys.stderr.write(f"cronsource: the store could not be used: {e}\n")
+        return STORE
+    except STORE_ERRORS as e:
+        reason = unavailable(e)
+        if reason is None:  # a bug: its stack is worth seeing
+            raise
+        sys.stderr.write(f"cronsource: the store could not be used: {reason} ({e})\n")
         return STORE
 
 

@@ -46,6 +46,13 @@ from infrastructure.url_guard import UrlGuard
 from infrastructure.webhook_sender import WebhookSender
 from infrastructure.webhook_store import SqlDeliveryStore, SqlWebhooksView
 
+OFF = ("off", "0", "false", "no")  # a switch's values that turn it off
+
+
+def engine_enabled(env: Mapping[str, str]) -> bool:
+    """Whether `serve` runs the engine too (`CRONSOURCE_ENGINE`, default on)."""
+    return env.get("CRONSOURCE_ENGINE", "on").lower() not in OFF
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -128,7 +135,7 @@ class Settings:
             if env.get(variable):
                 values[name] = env[variable]
         if env.get("CRONSOURCE_WEBHOOKS"):
-            values["webhooks"] = env["CRONSOURCE_WEBHOOKS"].lower() not in ("off", "0", "no")
+            values["webhooks"] = env["CRONSOURCE_WEBHOOKS"].lower() not in OFF
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
         settings.delivery  # noqa: B018  # refuse a bad schedule or lease now, not at the first delivery

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from application.verify import verify_projection
@@ -165,6 +166,9 @@ def test_a_full_disk_refuses_writes_with_503_and_they_succeed_again_when_space_r
                 break
         listed = api("GET", "/jobs")
         found = differences(core, tmp_path / "scratch")
+        command = cronsource(
+            "jobs", "add", "-", database_url=url, stdin=orjson.dumps(nightly("cli")).decode()
+        )
 
     assert refused.status_code == 503, refused.text
     assert refused.headers["content-type"] == "application/problem+json"
@@ -172,6 +176,8 @@ def test_a_full_disk_refuses_writes_with_503_and_they_succeed_again_when_space_r
     assert refused.headers["retry-after"] == "10"
     assert listed.status_code == 200
     assert found == []
+    assert command.returncode == 3, command.stderr
+    assert "disk is full" in command.stderr and "Traceback" not in command.stderr
     assert no_stack_logged(caplog)
     after = api("POST", "/jobs", nightly("after"))  # the same process: no restart
     assert after.status_code == 201, after.text
