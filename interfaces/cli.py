@@ -33,7 +33,7 @@ from domain.schedule import Schedule
 from infrastructure.sql import PostgresDatabase, SQLiteDatabase
 from infrastructure.store import StoreConfigError
 from infrastructure.store_errors import STORE_ERRORS, unavailable
-from interfaces import log_transfer
+from interfaces import doctor, log_transfer
 from interfaces.composition import Core, Settings, engine_enabled
 from interfaces.progress import Progress
 
@@ -435,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     slots.set_defaults(run=cmd_slots)
 
     log_transfer.add_parsers(sub, common)
+    doctor.add_parser(sub, common)
 
     jobs = sub.add_parser("jobs", help="create and list jobs from the command line")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
