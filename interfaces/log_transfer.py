@@ -54,7 +54,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"(SHA-256 {trailer['sha256']})\n"
     )
     if core.jobs.mapper.cipher is not None and args.plain:
-        report.write("the states are decrypted: keep this file as safe as the key\n")
+        report.write("the export holds the states decrypted: keep it as safe as the key\n")
     return OK
 
 
