@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -104,6 +104,16 @@ class ExecutionsView(ProjectionStore, Protocol):
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[Row], int]: ...
+
+
+class LogLoader(Protocol):
+    """Writes a whole exported log into an empty store, each event at its own position."""
+
+    def load(self, batches: Iterable[Sequence[Any]]) -> int:
+        """Write every batch of notifications in one transaction, committed only when the
+        batches run out (an error raised while they are read writes nothing); the events
+        written. Raises `StoreNotEmpty` if the store already holds events."""
+        ...
 
 
 # -- running tasks ---------------------------------------------------------------------------

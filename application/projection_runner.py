@@ -175,9 +175,12 @@ class ProjectionRunner:
         else:  # another process applied this batch first: carry on from where it got to
             self._lost(self.store.position())
 
-    def catch_up(self, stop: int | None = None) -> int:
-        """Apply every event up to the log's head (or `stop`), in this thread; when another
-        process follows the log for this one, wait for it first (it is likely ahead)."""
+    def catch_up(
+        self, stop: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Apply every event up to the log's head (or `stop`), in this thread; `progress` is
+        told the position reached after each batch. When another process follows the log for
+        this projection, wait for it first (it is likely ahead)."""
         if stop is None:
             stop = self.recorder.max_notification_id() or 0
         if self._elsewhere and self.wait_for(stop, ELSEWHERE_WAIT_SECONDS):
@@ -189,6 +192,8 @@ class ProjectionRunner:
                 with _ReadAhead(self._read, before, stop) as batches:
                     for notifications, last in batches:
                         self._apply_read(notifications, last)
+                        if progress is not None:
+                            progress(self.position)
                         if self.position != last:  # another process applied some first
                             break
                 if self.position <= before:  # no progress: nothing more to read
@@ -327,9 +332,12 @@ class ProjectionSet:
         for runner in self.runners.values():
             runner.catch_up()
 
-    def rebuild_all(self, batch_size: int = 5000) -> int:
+    def rebuild_all(
+        self, batch_size: int = 5000, progress: Callable[[int, int], None] | None = None
+    ) -> int:
         """Drop every read model and rebuild them in one pass over the log: each event is
-        read and decoded once, then folded into each projection that wants it."""
+        read and decoded once, then folded into each projection that wants it. `progress`
+        is told the position reached and the head after each batch."""
         runners = list(self.runners.values())
         for runner in runners:
             runner.reset()
@@ -346,6 +354,8 @@ class ProjectionSet:
             for runner in runners:
                 runner.apply(notifications, decode)
             position = notifications[-1].id
+            if progress is not None:
+                progress(position, head)
         return position
 
     def start(self, poll_interval: float = 0.5) -> None:

@@ -54,14 +54,17 @@ def verify_projection(
     live: ProjectionStore,
     scratch: ProjectionStore,
     keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[int, list[Difference]]:
     """Rebuild `projection` into `scratch` up to the live position; return it and differences.
 
-    `keep` selects the rows to compare on both sides (retention prunes old rows on purpose).
+    `keep` selects the rows to compare on both sides (retention prunes old rows on purpose);
+    `progress` is told the rebuild's position and the live one after each batch.
     """
     position, live_rows = live.dump()
     scratch.reset()
-    ProjectionRunner(recorder, mapper, projection, scratch).catch_up(stop=position)
+    tell = None if progress is None else (lambda reached: progress(reached, position))
+    ProjectionRunner(recorder, mapper, projection, scratch).catch_up(stop=position, progress=tell)
     _, rebuilt_rows = scratch.dump()
     if keep is not None:
         live_rows, rebuilt_rows = keep(live_rows), keep(rebuilt_rows)

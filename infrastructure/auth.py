@@ -255,6 +255,27 @@ class TokenVerifier:
                 settings.jwks_url, cache_keys=True, lifespan=300, timeout=JWKS_TIMEOUT_SECONDS
             )
 
+    def self_check(self) -> str:
+        """Show that the key works: a token minted with a secret verifies; a JWKS URL serves
+        signing keys (fetched now). A description of the key; ValueError if it does not."""
+        if self.settings.secret is not None:
+            token = mint_token(
+                self.settings, self.settings.secret, subject="doctor", ttl_seconds=60
+            )
+            try:
+                self.verify(token)
+            except AuthError as e:
+                raise ValueError(f"a token minted with the secret does not verify: {e}") from None
+            return "HS256 secret: a token minted with it verifies"
+        if self._jwks is None:
+            assert isinstance(self._key, RSAPublicKey)
+            return f"RS256 public key ({self._key.key_size} bits)"
+        try:
+            keys = self._jwks.get_signing_keys()
+        except jwt_errors.PyJWKClientError as e:
+            raise ValueError(f"{ENV_JWKS_URL}: no signing keys fetched: {e}") from None
+        return f"RS256: {len(keys)} signing key(s) fetched from {self.settings.jwks_url}"
+
     @property
     def needs_io(self) -> bool:
         """Whether `verify` may block on the network (JWKS): call it from a thread then."""

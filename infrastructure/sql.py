@@ -197,3 +197,21 @@ def schema_change(db: Database) -> Iterator[Any]:
         if db.schema_lock:
             c.execute(db.schema_lock)
         yield c
+
+
+def add_column(db: Database, c: Any, table: str, column: str, sql_type: str) -> bool:
+    """Add `column` to a table made before it existed (inside `schema_change`); whether it
+    was missing."""
+    if isinstance(db, SQLiteDatabase):
+        c.execute(f"SELECT name FROM pragma_table_info('{table}')")
+        present = column in {name for (name,) in c.fetchall()}
+    else:
+        c.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema=current_schema() AND "
+            "table_name=? AND column_name=?",
+            (table, column),
+        )
+        present = c.fetchone() is not None
+    if not present:
+        c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+    return not present

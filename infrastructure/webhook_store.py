@@ -16,7 +16,7 @@ import orjson
 
 from application.webhooks import Cursor
 from infrastructure.read_models import Column, SqlProjectionStore
-from infrastructure.sql import Database, SQLiteDatabase, schema_change
+from infrastructure.sql import Database, SQLiteDatabase, add_column, schema_change
 
 Row = dict[str, Any]
 CURSORS = "cronsource_webhook_cursors"
@@ -186,6 +186,18 @@ class SqlDeliveryStore:
             )
             return [orjson.loads(doc) for (doc,) in c.fetchall()]
 
+    def start_all_at(self, position: int) -> int:
+        """Give every subscription without a cursor one at `position` (after an import, so
+        events an earlier store delivered are not sent again); the cursors made."""
+        with self.db.write() as c:
+            c.execute(
+                f"INSERT INTO {CURSORS} (subscription_id, tenant, position, seq, failures) "
+                f"SELECT id, tenant, ?, 0, 0 FROM {SqlWebhooksView.table} WHERE true "
+                "ON CONFLICT (subscription_id) DO NOTHING",
+                (position,),
+            )
+            return int(c.rowcount)
+
     def prune(self, before: str) -> int:
         """Delete finished deliveries (succeeded or failed) last changed before `before`;
         the number deleted. Pending and retrying ones stay, whatever their age."""
@@ -244,20 +256,13 @@ class SqlDeliveryStore:
 def _add_updated_at(db: Database, c: Any) -> None:
     """Add the `updated_at` column to a deliveries table made before it existed (filled from
     each row's document), so retention can prune it."""
-    if isinstance(db, SQLiteDatabase):
-        c.execute(f"SELECT name FROM pragma_table_info('{DELIVERIES}')")
-        if "updated_at" in {name for (name,) in c.fetchall()}:
-            return
-        c.execute(f"ALTER TABLE {DELIVERIES} ADD COLUMN updated_at TEXT")
-        c.execute(f"UPDATE {DELIVERIES} SET updated_at=json_extract(doc, '$.updatedAt')")
-        return
-    c.execute(
-        "SELECT 1 FROM information_schema.columns WHERE table_schema=current_schema() AND "
-        f"table_name='{DELIVERIES}' AND column_name='updated_at'"
-    )
-    if c.fetchone() is None:
-        c.execute(f"ALTER TABLE {DELIVERIES} ADD COLUMN updated_at TEXT")
-        c.execute(f"UPDATE {DELIVERIES} SET updated_at=doc::json->>'updatedAt'")
+    if add_column(db, c, DELIVERIES, "updated_at", "TEXT"):
+        updated_at = (
+            "json_extract(doc, '$.updatedAt')"
+            if isinstance(db, SQLiteDatabase)
+            else "doc::json->>'updatedAt'"
+        )
+        c.execute(f"UPDATE {DELIVERIES} SET updated_at={updated_at}")
 
 
 def _ensure_cursor(c: Any, subscription_id: str, tenant: str, start_after: int) -> None:

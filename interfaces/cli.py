@@ -32,7 +32,10 @@ from domain.instants import iso_ms, parse_instant
 from domain.schedule import Schedule
 from infrastructure.sql import PostgresDatabase, SQLiteDatabase
 from infrastructure.store import StoreConfigError
-from interfaces.composition import Core, Settings
+from infrastructure.store_errors import STORE_ERRORS, unavailable
+from interfaces import doctor, log_transfer
+from interfaces.composition import Core, Settings, engine_enabled
+from interfaces.progress import Progress
 
 OK, DIFFERENT, USAGE, STORE = 0, 1, 2, 3
 MAX_PREVIEW = 1000
@@ -80,7 +83,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         runners: list[ProjectionRunner] = list(core.projections.runners.values())
         if not args.verify:
-            position = core.projections.rebuild_all()
+            progress = Progress("rebuilding the read models", 0, "log positions")
+            position = core.projections.rebuild_all(progress=progress.update)
+            progress.finish()
             names = ", ".join(r.name for r in runners)
             sys.stdout.write(f"{names}: rebuilt to position {position}\n")
             return OK
@@ -96,10 +101,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
                         keep = functools.partial(
                             core.settings.retention.kept, now=datetime.now(UTC)
                         )
+                    progress = Progress(f"verifying {runner.name}", 0, "log positions")
                     position, differences = verify_projection(
                         core.jobs.recorder, core.jobs.mapper, runner.projection,
-                        runner.store, scratch[runner.name], keep,
+                        runner.store, scratch[runner.name], keep, progress.update,
                     )  # fmt: skip
+                    progress.finish()
                     for difference in differences[: args.max_differences]:
                         sys.stdout.write(f"DIFFERENT {difference}\n")
                     if len(differences) > args.max_differences:
@@ -241,16 +248,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from infrastructure.auth import AuthSettings, TokenVerifier, mint_token
     from interfaces.http.app import PREFIX, begin_shutdown, build_app
 
+    if args.port is None:  # read here, not when the parser is built: a bad value is named
+        args.port = _port(os.environ.get("CRONSOURCE_PORT", "3000"))
     level = os.environ.get("CRONSOURCE_LOG_LEVEL", "INFO")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env(data_dir=args.data_dir)
     auth, created = AuthSettings.from_env(os.environ, settings.data_dir)
-    run_engine = os.environ.get("CRONSOURCE_ENGINE", "on").lower() not in (
-        "off",
-        "0",
-        "false",
-        "no",
-    )
+    run_engine = engine_enabled(os.environ)
     core = Core(settings)
     try:
         core.start()
@@ -280,6 +284,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         core.close()
     return OK
+
+
+def _port(value: str) -> int:
+    if not (value.isdigit() and 1 <= int(value) <= 65535):
+        raise DomainError(f"CRONSOURCE_PORT: {value!r} is not a port (1-65535)")
+    return int(value)
 
 
 def _stream_ending_server(config: Any, on_exit: Callable[[], None]) -> Any:
@@ -382,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", parents=[common], help="serve the API and run the engine")
     serve.add_argument("--host", default=os.environ.get("CRONSOURCE_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("CRONSOURCE_PORT", "3000")))
+    serve.add_argument("--port", type=int, default=None, help="default: CRONSOURCE_PORT or 3000")
     serve.set_defaults(run=cmd_serve)
 
     token = sub.add_parser("token", parents=[common], help="print a JWT for the configured key")
@@ -424,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     slots.add_argument("--json", action="store_true", help="print JSON")
     slots.set_defaults(run=cmd_slots)
 
+    log_transfer.add_parsers(sub, common)
+    doctor.add_parser(sub, common)
+
     jobs = sub.add_parser("jobs", help="create and list jobs from the command line")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
     add = jobs_sub.add_parser(
@@ -450,6 +463,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return STORE
     except OSError as e:
         sys.stderr.write(f"cronsource: the store could not be used: {e}\n")
+        return STORE
+    except STORE_ERRORS as e:
+        reason = unavailable(e)
+        if reason is None:  # a bug: its stack is worth seeing
+            raise
+        sys.stderr.write(f"cronsource: the store could not be used: {reason} ({e})\n")
         return STORE
 
 

@@ -47,6 +47,13 @@ from infrastructure.webhook_sender import WebhookSender
 from infrastructure.webhook_store import SqlDeliveryStore, SqlWebhooksView
 from interfaces.projection_worker import ProjectionProcess
 
+OFF = ("off", "0", "false", "no")  # a switch's values that turn it off
+
+
+def engine_enabled(env: Mapping[str, str]) -> bool:
+    """Whether `serve` runs the engine too (`CRONSOURCE_ENGINE`, default on)."""
+    return env.get("CRONSOURCE_ENGINE", "on").lower() not in OFF
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -136,7 +143,7 @@ class Settings:
         if values.get("projections", "thread") not in ("thread", "process"):
             raise StoreConfigError("CRONSOURCE_PROJECTIONS: must be thread or process")
         if env.get("CRONSOURCE_WEBHOOKS"):
-            values["webhooks"] = env["CRONSOURCE_WEBHOOKS"].lower() not in ("off", "0", "no")
+            values["webhooks"] = env["CRONSOURCE_WEBHOOKS"].lower() not in OFF
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
         settings.delivery  # noqa: B018  # refuse a bad schedule or lease now, not at the first delivery

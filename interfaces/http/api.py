@@ -35,9 +35,10 @@ def _state(request: Request) -> Any:
     return request.app.state
 
 
-async def _visible(request: Request, written: Written) -> None:
+async def _visible(request: Request, written: Written) -> bool:
     """Read-your-writes: wait (bounded) until the read models hold this write."""
-    await run_in_threadpool(_state(request).core.projections.wait_for, written.position, 5.0)
+    core = _state(request).core
+    return bool(await run_in_threadpool(core.projections.wait_for, written.position, 5.0))
 
 
 def _query(request: Request, name: str) -> str | None:
@@ -113,9 +114,13 @@ def _job_headers(request: Request, row: dict[str, Any]) -> dict[str, str]:
 async def _job_response(
     request: Request, user: Principal, written: Written, status: int
 ) -> Response:
-    await _visible(request, written)
-    queries = _state(request).core.queries
-    row = await run_in_threadpool(queries.get_job, user.tenant, str(written.id))
+    core = _state(request).core
+    if await _visible(request, written):
+        row = await run_in_threadpool(core.queries.get_job, user.tenant, str(written.id))
+    else:  # the read model is behind (its store failing?): the job as the log has it
+        row = await run_in_threadpool(
+            job_as_of, core.jobs, user.tenant, written.id, version=written.version
+        )
     return respond(row, status, _job_headers(request, row))
 
 

@@ -21,6 +21,7 @@ from application.engine import Engine
 from domain.errors import DomainError
 from domain.instants import iso_ms
 from infrastructure.auth import AuthError, Principal, TokenVerifier, bearer_token
+from infrastructure.store_errors import STORE_ERRORS
 from interfaces.composition import Core
 from interfaces.http import (
     events_api,  # noqa: F401  # registers /events and /webhooks
@@ -147,6 +148,9 @@ def build_app(core: Core, verifier: TokenVerifier, engine: Engine | None = None,
             HttpProblem: problem_response,
             DomainError: problem_response,
             HTTPException: problem_response,
+            # by class, so they are answered where raised: a handler for `Exception` answers
+            # and then re-raises to the server, which logs a stack for a full disk too
+            **dict.fromkeys(STORE_ERRORS, problem_response),
             Exception: problem_response,
         },
         lifespan=lifespan,

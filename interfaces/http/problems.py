@@ -21,8 +21,10 @@ from domain.errors import (
     VersionConflict,
 )
 from domain.webhook import WebhookNotFound
+from infrastructure.store_errors import unavailable
 
 log = logging.getLogger("cronsource.http")
+RETRY_AFTER_SECONDS = 10
 
 
 class HttpProblem(Exception):
@@ -112,5 +114,13 @@ async def problem_response(request: Request, exc: Exception) -> Response:
             elif isinstance(exc, InvalidField | NameTaken):
                 errors = [{"field": exc.field, "detail": str(exc)}]
             return problem(status, title, str(exc), errors)
+    reason = unavailable(exc)
+    if reason is not None:  # the store's state, not a bug: no stack, and the client may retry
+        log.warning("%s %s: the store cannot be used: %s (%s)", request.method,
+                    request.url.path, reason, exc)  # fmt: skip
+        return problem(
+            503, "Service Unavailable", f"the store cannot be used right now: {reason}; "
+            "try again later", headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )  # fmt: skip
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(500, "Internal Server Error", "an unexpected error occurred; it was logged")

@@ -53,6 +53,17 @@ def test_a_rebuilt_projection_equals_the_live_one(core: Core) -> None:
     assert len(after["executions"][1]) == 20
 
 
+def test_a_rebuild_of_every_read_model_tells_how_far_it_got(core: Core) -> None:
+    populate(core)
+    head = core.jobs.recorder.max_notification_id()
+    told: list[tuple[int, int]] = []
+
+    core.projections.rebuild_all(batch_size=10, progress=lambda at, of: told.append((at, of)))
+
+    assert len(told) > 1 and told[-1] == (head, head)
+    assert [at for at, _ in told] == sorted({at for at, _ in told})
+
+
 def test_a_batch_lost_to_another_process_is_not_applied_twice(core: Core, make_core) -> None:  # type: ignore[no-untyped-def]
     populate(core, jobs=2, fires=0)
     other = make_core()

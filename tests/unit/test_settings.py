@@ -39,3 +39,9 @@ def test_numbers_are_read_from_their_variables() -> None:
 def test_a_bad_value_is_refused_naming_its_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(StoreConfigError, match=named):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize("value", ["off", "OFF", "0", "false", "no"])
+def test_webhooks_are_switched_off_by_each_off_value(value: str) -> None:
+    assert Settings.from_env({"CRONSOURCE_WEBHOOKS": value}).webhooks is False
+    assert Settings.from_env({}).webhooks is True
