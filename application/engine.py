@@ -60,6 +60,9 @@ START_GROUP = 1_000  # fires (or skip records) per transaction when an engine st
 #: executions launched but not yet started or waiting for a pool slot, past which the tick
 #: loop waits before deciding more slots: under overload fires grow late, not the memory
 BACKLOG = 20_000
+#: fires other nodes recorded, remembered per generation (two are kept): at least the last
+#: minute of them at a few thousand fires a second
+ELSEWHERE = 200_000
 #: Outcomes no retry can change.
 FINAL_CODES = frozenset({ErrorCode.URL_BLOCKED.value, ErrorCode.UNKNOWN_FUNCTION.value})
 
@@ -144,6 +147,7 @@ class Engine:
         self._live_version = 0
         # fires other nodes recorded (from the log): a node whose turn comes later skips them
         self._elsewhere: set[UUID] = set()
+        self._elsewhere_before: set[UUID] = set()
         self._seq = itertools.count()
         self._active: dict[UUID, set[UUID]] = {}  # unfinished executions per job, any node
         self._job_of: dict[UUID, UUID] = {}  # job of each unfinished execution
@@ -421,10 +425,7 @@ class Engine:
     def _recorded_elsewhere(self, job_id: UUID, slot: datetime) -> bool:
         """Whether another node recorded this fire (as far as the log has told this one)."""
         execution_id = scheduled_execution_id(job_id, slot)
-        if execution_id in self._elsewhere:
-            self._elsewhere.discard(execution_id)
-            return True
-        return False
+        return execution_id in self._elsewhere or execution_id in self._elsewhere_before
 
     def _rank(self, job_id: UUID) -> int:
         """This node's place in the job's order of live nodes (rendezvous hashing: every node
@@ -547,9 +548,15 @@ class Engine:
 
     async def _record_and_run(self, fires: list[tuple[_Entry, Fire]]) -> None:
         jobs = list({id(e.job): e.job for e, _ in fires}.values())
+        if len(self._mine) > 1_000_000:  # only a shortcut: forgetting costs a decode, no more
+            self._mine.clear()
+        # ours before the write: the log follower may read them before this resumes
+        ids = [scheduled_execution_id(f.job_id, f.scheduled_for) for _, f in fires]
+        self._mine.update(ids)
         try:
             won = await asyncio.to_thread(self.jobs.record_fires, jobs, [f for _, f in fires])
         except Exception:  # the store is away: try these slots again at a later tick
+            self._mine.difference_update(ids)
             log.exception("could not record %d fire(s); retrying", len(fires))
             self._unrecorded.extend(fires)
             # a long outage: keep the newest; older slots stay undecided (misfire at restart)
@@ -557,9 +564,9 @@ class Engine:
             return
         self.stats.fired += len(fires)
         self.stats.won += len(won)
-        if len(self._mine) > 1_000_000:  # only a shortcut: forgetting costs a decode, no more
-            self._mine.clear()
-        self._mine.update(e.id for e in won)
+        if len(won) < len(ids):  # another node recorded some: theirs, not ours
+            won_ids = {e.id for e in won}
+            self._mine.difference_update(i for i in ids if i not in won_ids)
         by_job = {e.job.id: e for e, _ in fires}
         now = self.clock.now()
         for execution in won:
@@ -832,8 +839,8 @@ class Engine:
                     continue  # this engine's own fire, known already: no need to decode it
                 event = self.jobs.mapper.to_domain_event(n)
                 self._track(event.job_id, execution_id)
-                if len(self._elsewhere) >= 1_000_000:  # a shortcut only: a miss costs a retry
-                    self._elsewhere.clear()
+                if len(self._elsewhere) >= ELSEWHERE:  # two generations: bounded, no cliff
+                    self._elsewhere_before, self._elsewhere = self._elsewhere, set()
                 self._elsewhere.add(execution_id)
                 if event.trigger in CLAIMED_TRIGGERS:
                     await self._claim(execution_id, event.job_id)
