@@ -77,6 +77,8 @@ class Settings:
     events_ring: int = RING_EVENTS
     events_ring_bytes: int = RING_BYTES
     events_owner_cache: int = OWNER_CACHE
+    # operations
+    ready_max_lag: int = 10_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -109,6 +111,7 @@ class Settings:
             "CRONSOURCE_EVENTS_RING": ("events_ring", int),
             "CRONSOURCE_EVENTS_RING_BYTES": ("events_ring_bytes", int),
             "CRONSOURCE_EVENTS_OWNER_CACHE": ("events_owner_cache", int),
+            "CRONSOURCE_READY_MAX_LAG": ("ready_max_lag", int),
         }
         for variable, (name, kind) in numbers.items():
             if env.get(variable):
@@ -246,6 +249,13 @@ class Core:
             s.node,
             s.delivery,
         )
+
+    def store_head(self) -> int:
+        """The log's last position, once the read models' database has answered too (raises
+        when either cannot be read)."""
+        with self.views_db.read() as c:
+            c.execute("SELECT 1")
+        return self.jobs.recorder.max_notification_id() or 0
 
     def _enabled_webhooks(self) -> dict[str, int]:
         self.projections["webhooks"].catch_up()

@@ -449,11 +449,12 @@ async def healthz(request: Request, user: Principal) -> Response:
 
 
 @api.route(
-    "GET", "/readyz", scope=None, summary="Readiness: store reachable, projections caught up, engine running",
+    "GET", "/readyz", scope=None,
+    summary="Readiness: store reachable, projections within the lag bound, engine running; each check says why not",
     responses={200: ("Ready", {"type": "object"}), 503: ("Not ready", {"type": "object"})},
 )  # fmt: skip
 async def readyz(request: Request, user: Principal) -> Response:
-    report = await run_in_threadpool(_state(request).readiness)
+    report = await _state(request).readiness.report()
     return respond(report, 200 if report["ready"] else 503)
 
 
