@@ -31,6 +31,7 @@ from infrastructure.bulk_events import binary_inserts, select_events_of
 from infrastructure.clock import SystemClock
 from infrastructure.functions import FunctionRegistry, FunctionTaskRunner
 from infrastructure.http_runner import HttpTaskRunner
+from infrastructure.metrics import CountedSender, Metrics
 from infrastructure.nodes import SqlNodes
 from infrastructure.read_models import (
     SqlExecutionsView,
@@ -164,6 +165,7 @@ class Core:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.metrics = Metrics()
         store = settings.store
         self.views_db: Database = store.views_database()  # first: it creates a missing schema
         self.guard = UrlGuard.from_setting(settings.allow_targets)
@@ -175,6 +177,7 @@ class Core:
                 check_url=self.guard.check_url_blocking,
                 function_names=self.functions.names,
                 select_events_of=select_events_of,
+                observer=self.metrics,
             )
             binary_inserts(self.jobs.recorder)
             self.views = read_models(self.views_db)
@@ -211,7 +214,9 @@ class Core:
         """The runners of every task type (HTTP through the URL guard; registered functions)."""
         return TaskRunners(
             {
-                "HttpInvokerTask": HttpTaskRunner(self.guard),
+                "HttpInvokerTask": HttpTaskRunner(
+                    self.guard, on_blocked=self.metrics.job_url_blocked
+                ),
                 "FunctionTask": FunctionTaskRunner(self.functions),
             }
         )
@@ -232,6 +237,7 @@ class Core:
                 poll_seconds=s.poll_seconds,
                 decide_ahead_seconds=s.decide_ahead_seconds,
             ),
+            observer=self.metrics,
         )
         self.jobs.on_recorded(engine.log_changed)
         self._log_listeners.append(engine.log_changed)
@@ -244,7 +250,12 @@ class Core:
             self.webhooks,
             self.live,
             self.deliveries,
-            WebhookSender(self.guard, s.webhook_timeout_seconds),
+            CountedSender(
+                WebhookSender(
+                    self.guard, s.webhook_timeout_seconds, self.metrics.webhook_url_blocked
+                ),
+                self.metrics,
+            ),
             self._enabled_webhooks,
             s.node,
             s.delivery,

@@ -433,7 +433,7 @@ async def cron_preview(request: Request, user: Principal) -> Response:
     responses={200: ("Metrics", None)},
 )  # fmt: skip
 async def metrics(request: Request, user: Principal) -> Response:
-    body, content_type = await run_in_threadpool(_state(request).metrics)
+    body, content_type = await _state(request).metrics()
     return Response(body, 200, media_type=content_type)
 
 
