@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from interfaces.bootstrap import run_bootstrap
+from interfaces.composition import Core, Settings
 from tests.e2e.conftest import PREFIX, Server, start_server, stop_server
 from tests.engine_support import wait_for
 from tests.target_server import Target, serving
@@ -204,3 +207,38 @@ def test_readyz_is_503_with_the_reason_while_the_store_is_unreachable_and_200_af
 def _answer(url: str, status: int) -> dict[str, Any] | None:
     response = httpx.get(url, timeout=30)
     return response.json() if response.status_code == status else None
+
+
+def test_serve_logs_one_json_object_per_line_and_the_bootstrap_warning_is_one(
+    database_url: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "boot"
+    (root / "crm").mkdir(parents=True)
+    doc = {"name": "crm-health", "pattern": "*/5 * * * *",
+           "taskConfig": {"url": "http://crm-service/health?token=s3cret"}}  # fmt: skip
+    (root / "crm" / "jobs.json").write_bytes(orjson.dumps([doc]))
+    core = Core(Settings(data_dir=tmp_path, database_url=database_url))
+    try:
+        run_bootstrap(core, root)  # the bootstrap owns the job…
+        job_id = core.queries.list_jobs("default", application_id="crm").items[0]["id"]
+        core.jobs.update_job("default", job_id, {"pattern": "0 * * * *"}, by="ana")  # …not now
+    finally:
+        core.close()
+
+    server = start_server(
+        database_url, tmp_path, CRONSOURCE_BOOTSTRAP_DIR=str(root), CRONSOURCE_LOG_LEVEL="INFO"
+    )
+    httpx.get(server.base + PREFIX + "/healthz", params={"token": "s3cret"}, timeout=30)
+    stop_server(server)
+
+    banner = ("cronsource:", "app crm:")  # what `serve` prints for its user, not log lines
+    output = [x for x in server.log.read_text().splitlines() if not x.startswith(banner)]
+    lines = [orjson.loads(x) for x in output]  # every other line is one JSON object
+    assert all({"time", "level", "logger", "message"} <= set(x) for x in lines)
+    [warning] = [x for x in lines if x["level"] == "WARNING"]
+    assert warning["logger"] == "cronsource.bootstrap"
+    assert "manually modified by ana" in warning["message"]
+    assert warning["job_id"] == job_id
+    access = [x for x in lines if x["logger"] == "uvicorn.access" and "?token" in x["message"]]
+    assert access and "healthz?token=*** " in access[0]["message"]  # uvicorn's too, masked
+    assert "s3cret" not in server.log.read_text()
