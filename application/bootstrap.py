@@ -241,7 +241,7 @@ class _ApplicationRun:
             log.warning(
                 "job %s of application %s skipped: manually modified by %s since %s created "
                 "it; bootstrap no longer overwrites it",
-                name, self.app, job.updated_by, self.owner,
+                name, self.app, job.updated_by, self.owner, extra={"job_id": job.id},
             )  # fmt: skip
         else:
             # the whole definition, defaults included: a field dropped from the list resets;

@@ -26,7 +26,16 @@ from eventsourcing.utils import get_topic
 from application.jobs import Fire, Jobs
 from application.limiter import Limiter
 from application.misfires import decide_misfires
-from application.ports import Clock, EngineViews, Row, TaskOutcome, TaskRequest, TaskRunner
+from application.ports import (
+    Clock,
+    EngineObserver,
+    EngineViews,
+    Row,
+    TaskOutcome,
+    TaskRequest,
+    TaskRunner,
+    Unobserved,
+)
 from application.write_batcher import WriteBatcher
 from domain.errors import DomainError
 from domain.execution import ErrorCode, Execution, Status, Trigger, scheduled_execution_id
@@ -132,9 +141,11 @@ class Engine:
         clock: Clock,
         views: EngineViews,
         settings: EngineSettings,
+        observer: EngineObserver | None = None,
     ) -> None:
         self.jobs, self.runner, self.clock, self.views = jobs, runner, clock, views
         self.settings = settings
+        self.observer: EngineObserver = observer or Unobserved()  # metrics
         self.node = settings.node
         self.batcher = WriteBatcher(jobs)
         self.stats = _Stats()
@@ -379,6 +390,8 @@ class Engine:
         if skips:
             won = await asyncio.to_thread(self.jobs.record_skips, skips)
             self.stats.skipped += sum(s.count for s in won)
+            for run in won:
+                self.observer.skipped(run.reason, run.count)
 
     def _misfires(
         self, entry: _Entry, resume_after: datetime, now: datetime
@@ -439,6 +452,7 @@ class Engine:
         assert self._stopping is not None and self._wake is not None
         while not self._stopping.is_set():
             now = self.clock.now()
+            self.observer.tick_began()
             self._start_ready(now)
             if self._backlog > BACKLOG:  # overloaded: let started work catch up first
                 await self._wait_drained()
@@ -468,6 +482,7 @@ class Engine:
             self._unrecorded = []
             if due or retrying:
                 await self._fire(retrying + due, now)
+                self.observer.tick_ended()
                 if self._unrecorded:  # still failing: give the store a moment
                     await self.clock.wait_until(now + STORE_RETRY, self._stopping)
                 continue
@@ -584,6 +599,7 @@ class Engine:
     async def _skip_overlap(self, entry: _Entry, slot: datetime) -> None:
         """A slot not run because the job still runs: one record per run of such slots."""
         self.stats.skipped += 1
+        self.observer.skipped(SkipReason.OVERLAP, 1)
         run = self._overlaps.get(entry.job.id)
         if run is not None and entry.schedule.next_after(run.last) == slot:
             run.extend(slot, 1)
@@ -654,6 +670,7 @@ class Engine:
                     self._settled(execution.id)
                     try:
                         execution.start(self.node, self.clock.now())
+                        self.observer.started(execution)
                         claimed = execution.trigger in CLAIMED_TRIGGERS and execution.attempt == 1
                         if claimed or execution.id in self._claims:
                             self._claims.discard(execution.id)
@@ -695,6 +712,7 @@ class Engine:
         finally:
             self._tasks.pop(execution.id, None)
             if execution.status in (Status.SUCCEEDED, Status.FAILED):
+                self.observer.finished(execution)
                 self._finished(job.id, execution.id)
                 await self._after_outcome(execution, job)
 
@@ -770,10 +788,12 @@ class Engine:
         ):
             next_at = now + timedelta(seconds=retry.delay_before(attempt + 1))
             execution.fail_attempt(error, now, next_at)
+            self.observer.retried()
             return True
         if execution.status is Status.PENDING and execution.attempt == 0 and retry.allows(1):
             execution.start(self.node, now)  # interrupted before its first attempt: record one
             execution.fail_attempt(error, now, now)
+            self.observer.retried()
             return True
         if execution.status not in (Status.SUCCEEDED, Status.FAILED):
             execution.fail(error, now)

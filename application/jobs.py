@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from application.group_commit import GroupCommit
+from application.ports import StoreObserver, Unobserved
 from domain.errors import (
     ExecutionAlreadyRecorded,
     ExecutionNotFound,
@@ -75,8 +77,10 @@ class Jobs(Application):
         check_url: Callable[[str], None] | None = None,
         function_names: Callable[[], Collection[str]] | None = None,
         select_events_of: Callable[[Any, Collection[UUID]], Iterable[Any]] | None = None,
+        observer: StoreObserver | None = None,
     ) -> None:
         super().__init__(env)
+        self.observer: StoreObserver = observer or Unobserved()  # write latency, errors
         self.node = node or socket.gethostname()
         self._check_url = check_url
         self._function_names = function_names
@@ -86,7 +90,17 @@ class Jobs(Application):
         self._group_commit = GroupCommit(self._put)
 
     def _put(self, events: list[Any]) -> list[int]:
-        return [r.notification.id for r in self.events.put(events)]
+        began = time.perf_counter()
+        try:
+            recordings = self.events.put(events)
+        except IntegrityError:
+            self.observer.write_refused()
+            raise
+        except Exception:
+            self.observer.write_failed()
+            raise
+        self.observer.written(time.perf_counter() - began)
+        return [r.notification.id for r in recordings]
 
     # -- recording -----------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from domain.execution import Execution
+
 Row = dict[str, Any]
 
 
@@ -38,6 +40,82 @@ class EngineViews(Protocol):
     def last_seen(self) -> dict[str, str]:
         """Each engine node's last heartbeat (ISO instants)."""
         ...
+
+
+class EngineObserver(Protocol):
+    """What the engine tells as it works, for metrics. The fire path makes several calls per
+    fire, thousands of fires a second: each must cost a microsecond or so, on the event loop."""
+
+    def started(self, execution: Execution) -> None:
+        """An attempt of `execution` began (its `started_at` and `attempt` are set)."""
+        ...
+
+    def finished(self, execution: Execution) -> None:
+        """`execution` ended, succeeded or failed."""
+        ...
+
+    def retried(self) -> None:
+        """An attempt failed and another follows."""
+        ...
+
+    def skipped(self, reason: str, slots: int) -> None:
+        """`slots` slots were decided not to run, for `reason` (a `SkipReason`)."""
+        ...
+
+    def tick_began(self) -> None:
+        """The tick loop looks at what is due."""
+        ...
+
+    def tick_ended(self) -> None:
+        """The due fires are recorded and launched."""
+        ...
+
+
+class StoreObserver(Protocol):
+    """What the event store's writer tells, for metrics (one writer at a time)."""
+
+    def written(self, seconds: float) -> None:
+        """One transaction of events was stored in `seconds`."""
+        ...
+
+    def write_refused(self) -> None:
+        """The store refused a write: another writer recorded those events first."""
+        ...
+
+    def write_failed(self) -> None:
+        """A write failed for another reason (the store unreachable)."""
+        ...
+
+
+class Unobserved:
+    """An `EngineObserver` and `StoreObserver` that keeps nothing: the default."""
+
+    def started(self, execution: Execution) -> None:
+        pass
+
+    def finished(self, execution: Execution) -> None:
+        pass
+
+    def retried(self) -> None:
+        pass
+
+    def skipped(self, reason: str, slots: int) -> None:
+        pass
+
+    def tick_began(self) -> None:
+        pass
+
+    def tick_ended(self) -> None:
+        pass
+
+    def written(self, seconds: float) -> None:
+        pass
+
+    def write_refused(self) -> None:
+        pass
+
+    def write_failed(self) -> None:
+        pass
 
 
 class ProjectionStore(Protocol):

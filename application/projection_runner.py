@@ -432,7 +432,10 @@ class ProjectionSet:
             except Exception:  # one projection's trouble must not stop the others
                 failures = self._failures[runner.name] = self._failures.get(runner.name, 0) + 1
                 self._retry_at[runner.name] = time.monotonic() + min(30.0, 0.1 * 2**failures)
-                log.exception("projection %s failed to apply a batch", runner.name)
+                log.exception(
+                    "projection %s failed to apply a batch", runner.name,
+                    extra={"position": runner.position},
+                )  # fmt: skip
         return True
 
     def _follow(self, poll_interval: float) -> None:

@@ -3,6 +3,7 @@ snapshot, log line or webhook."""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
@@ -85,3 +86,28 @@ def _mask_query(query: str) -> str:
         name, equals, _ = pair.partition("=")
         pairs.append(f"{name}={MASK}" if equals and is_secret_key(unquote_plus(name)) else pair)
     return "&".join(pairs)
+
+
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+_CREDENTIALS = re.compile(r"\b(Bearer|Basic)\s+[^\s\"',;]+", re.IGNORECASE)
+_NAMED = re.compile(
+    r"""(?P<q>["']?)(?P<name>[A-Za-z_][\w.-]*)(?P=q)(?P<sep>\s*[:=]\s*)"""
+    r"""(?P<value>"[^"]*"|'[^']*'|[^\s,;&}\])]+)"""
+)
+
+
+def mask_text(text: str) -> str:
+    """Free text (a log line) with the secrets it may quote masked: URLs as `mask_url` does,
+    the credentials after `Bearer` or `Basic`, and the value after a secret-named field
+    (`token=…`, `"password": "…"`)."""
+    text = _URL.sub(lambda m: mask_url(m.group()), text)
+    text = _CREDENTIALS.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    return _NAMED.sub(_mask_named, text)
+
+
+def _mask_named(match: re.Match[str]) -> str:
+    value = match["value"]
+    if not is_secret_key(match["name"]) or value.lower() in ("bearer", "basic"):
+        return match.group()  # after a scheme, `_CREDENTIALS` masked the credentials
+    quote = value[0] if value[0] in "\"'" else ""
+    return f"{match['q']}{match['name']}{match['q']}{match['sep']}{quote}{MASK}{quote}"

@@ -13,7 +13,7 @@ import base64
 import logging
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
@@ -48,10 +48,17 @@ class HttpTaskRunner:
     that loop: use one runner per loop and `close()` it there.
     """
 
-    def __init__(self, guard: UrlGuard, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        guard: UrlGuard,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        on_blocked: Callable[[], None] | None = None,
+    ) -> None:
         if max_body_bytes < 0:
             raise ValueError("max_body_bytes must not be negative")
         self.guard = guard
+        self.on_blocked = on_blocked or _nothing  # counted in the metrics
         self.max_body_bytes = max_body_bytes
         self._session: aiohttp.ClientSession | None = None
         self._calls: dict[bytes, _Call] = {}
@@ -74,6 +81,7 @@ class HttpTaskRunner:
             message = f"no complete response from {call.shown} within {request.timeout_ms} ms"
             return _failure(ErrorCode.TIMEOUT, message, started)
         except UrlBlocked as e:  # the guard's reason names an address, never a secret
+            self.on_blocked()
             return _failure(ErrorCode.URL_BLOCKED, e.reason, started, url=call.scrub(e.url))
         except aiohttp.ClientError as e:
             message = f"{call.shown}: {call.scrub(_client_error_detail(e))}"
@@ -233,3 +241,7 @@ def _elapsed_ms(started: float) -> int:
 def _failure(code: ErrorCode, message: str, started: float, **details: Any) -> TaskOutcome:
     error = {"code": code.value, "message": message, **details, "durationMs": _elapsed_ms(started)}
     return TaskOutcome(ok=False, error=error)
+
+
+def _nothing() -> None:
+    pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from application.ports import TaskOutcome, TaskRequest, TaskRunner
+from infrastructure.logs import running_task
 
 
 class TaskRunners:
@@ -19,7 +20,11 @@ class TaskRunners:
         if runner is None:
             message = f"no runner for task type {request.task_type!r}"
             return TaskOutcome(ok=False, error={"message": message, "code": "UNKNOWN"})
-        return await runner.run(request)
+        token = running_task.set((request.job_id, request.execution_id))  # for its log lines
+        try:
+            return await runner.run(request)
+        finally:
+            running_task.reset(token)
 
     async def close(self) -> None:
         """Close every runner (sessions, pools)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import aiohttp
 
@@ -27,8 +28,14 @@ GONE = 410  # the receiver says the subscription is over: it is disabled at once
 class WebhookSender:
     """Signs and posts messages; bound to the event loop it first runs in."""
 
-    def __init__(self, guard: UrlGuard, timeout_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        guard: UrlGuard,
+        timeout_seconds: float = 10.0,
+        on_blocked: Callable[[], None] | None = None,
+    ) -> None:
         self.guard, self.timeout = guard, timeout_seconds
+        self.on_blocked = on_blocked or _nothing  # counted in the metrics
         self._session: aiohttp.ClientSession | None = None
 
     async def send(self, url: str, secret: str, message_id: str, body: bytes) -> Attempt:
@@ -52,6 +59,7 @@ class WebhookSender:
         except TimeoutError:
             return _failed(started, "TIMEOUT", f"no answer within {self.timeout:g} s")
         except UrlBlocked as e:  # retried too: the operator may allow the target meanwhile
+            self.on_blocked()
             return _failed(started, "URL_BLOCKED", e.reason)
         except aiohttp.ClientError as e:
             return _failed(started, "CONNECTION", f"{mask_url(url)}: {type(e).__name__}: {e}")
@@ -89,3 +97,7 @@ def _failed(started: float, code: str, message: str) -> Attempt:
         ok=False, status=None, latency_ms=_elapsed_ms(started), response=None,
         error=f"{code}: {message}",
     )  # fmt: skip
+
+
+def _nothing() -> None:
+    pass

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import logging
 import os
 import signal
 import sys
@@ -30,6 +29,7 @@ from application.verify import verify_projection
 from domain.errors import DomainError
 from domain.instants import iso_ms, parse_instant
 from domain.schedule import Schedule
+from infrastructure.logs import FORMATS, LEVELS, configure_logging
 from infrastructure.sql import PostgresDatabase, SQLiteDatabase
 from infrastructure.store import StoreConfigError
 from infrastructure.store_errors import STORE_ERRORS, unavailable
@@ -207,12 +207,23 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     return OK
 
 
+def _logging(default_format: str, **options: Any) -> str:
+    """Logging as `CRONSOURCE_LOG_LEVEL` and `CRONSOURCE_LOG_FORMAT` say; returns the level."""
+    level = os.environ.get("CRONSOURCE_LOG_LEVEL", "INFO").upper()
+    fmt = os.environ.get("CRONSOURCE_LOG_FORMAT", default_format).lower()
+    if level not in LEVELS:
+        raise StoreConfigError(
+            f"CRONSOURCE_LOG_LEVEL: {level!r} is not one of {', '.join(LEVELS)}"
+        )
+    if fmt not in FORMATS:
+        raise StoreConfigError(f"CRONSOURCE_LOG_FORMAT: {fmt!r} is not json or text")
+    configure_logging(level, fmt, **options)
+    return level
+
+
 def cmd_engine(args: argparse.Namespace) -> int:
     """Run the scheduling engine until SIGTERM or SIGINT (then finish within the grace)."""
-    logging.basicConfig(
-        level=os.environ.get("CRONSOURCE_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _logging("json")
     core = Core(Settings.from_env(data_dir=args.data_dir))
     try:
         core.start()
@@ -250,8 +261,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.port is None:  # read here, not when the parser is built: a bad value is named
         args.port = _port(os.environ.get("CRONSOURCE_PORT", "3000"))
-    level = os.environ.get("CRONSOURCE_LOG_LEVEL", "INFO")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = _logging("json")
     settings = Settings.from_env(data_dir=args.data_dir)
     auth, created = AuthSettings.from_env(os.environ, settings.data_dir)
     run_engine = engine_enabled(os.environ)
@@ -277,7 +287,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sys.stdout.write(f"cronsource: serving {mode} on {base}\n")
         sys.stdout.flush()
         config = uvicorn.Config(
-            app, host=args.host, port=args.port, log_level=level.lower(), lifespan="on",
+            # uvicorn's own lines (access log included) go through our handler, as JSON too
+            app, host=args.host, port=args.port, log_level=level.lower(), log_config=None,
+            lifespan="on",
             timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
         )  # fmt: skip
         _stream_ending_server(config, lambda: begin_shutdown(app)).run()
@@ -322,10 +334,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     """Sync jobs from a folder of application folders, each with a jobs.json."""
     from interfaces.bootstrap import run_bootstrap
 
-    logging.basicConfig(
-        level=os.environ.get("CRONSOURCE_LOG_LEVEL", "INFO"),
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    _logging("text", text="%(levelname)s %(name)s: %(message)s")
     core = Core(Settings.from_env(data_dir=args.data_dir))
     try:
         summary = run_bootstrap(core, Path(args.path))

@@ -31,6 +31,7 @@ from infrastructure.bulk_events import binary_inserts, select_events_of
 from infrastructure.clock import SystemClock
 from infrastructure.functions import FunctionRegistry, FunctionTaskRunner
 from infrastructure.http_runner import HttpTaskRunner
+from infrastructure.metrics import CountedSender, Metrics
 from infrastructure.nodes import SqlNodes
 from infrastructure.read_models import (
     SqlExecutionsView,
@@ -86,6 +87,8 @@ class Settings:
     events_ring: int = RING_EVENTS
     events_ring_bytes: int = RING_BYTES
     events_owner_cache: int = OWNER_CACHE
+    # operations
+    ready_max_lag: int = 10_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -118,6 +121,7 @@ class Settings:
             "CRONSOURCE_EVENTS_RING": ("events_ring", int),
             "CRONSOURCE_EVENTS_RING_BYTES": ("events_ring_bytes", int),
             "CRONSOURCE_EVENTS_OWNER_CACHE": ("events_owner_cache", int),
+            "CRONSOURCE_READY_MAX_LAG": ("ready_max_lag", int),
         }
         for variable, (name, kind) in numbers.items():
             if env.get(variable):
@@ -176,6 +180,7 @@ class Core:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.metrics = Metrics()
         store = settings.store
         self.views_db: Database = store.views_database()  # first: it creates a missing schema
         self.guard = UrlGuard.from_setting(settings.allow_targets)
@@ -187,6 +192,7 @@ class Core:
                 check_url=self.guard.check_url_blocking,
                 function_names=self.functions.names,
                 select_events_of=select_events_of,
+                observer=self.metrics,
             )
             binary_inserts(self.jobs.recorder)
             self.views = read_models(self.views_db)
@@ -224,7 +230,9 @@ class Core:
         """The runners of every task type (HTTP through the URL guard; registered functions)."""
         return TaskRunners(
             {
-                "HttpInvokerTask": HttpTaskRunner(self.guard),
+                "HttpInvokerTask": HttpTaskRunner(
+                    self.guard, on_blocked=self.metrics.job_url_blocked
+                ),
                 "FunctionTask": FunctionTaskRunner(self.functions),
             }
         )
@@ -245,6 +253,7 @@ class Core:
                 poll_seconds=s.poll_seconds,
                 decide_ahead_seconds=s.decide_ahead_seconds,
             ),
+            observer=self.metrics,
         )
         self.jobs.on_recorded(engine.log_changed)
         self._log_listeners.append(engine.log_changed)
@@ -257,11 +266,23 @@ class Core:
             self.webhooks,
             self.live,
             self.deliveries,
-            WebhookSender(self.guard, s.webhook_timeout_seconds),
+            CountedSender(
+                WebhookSender(
+                    self.guard, s.webhook_timeout_seconds, self.metrics.webhook_url_blocked
+                ),
+                self.metrics,
+            ),
             self._enabled_webhooks,
             s.node,
             s.delivery,
         )
+
+    def store_head(self) -> int:
+        """The log's last position, once the read models' database has answered too (raises
+        when either cannot be read)."""
+        with self.views_db.read() as c:
+            c.execute("SELECT 1")
+        return self.jobs.recorder.max_notification_id() or 0
 
     def _enabled_webhooks(self) -> dict[str, int]:
         self.projections["webhooks"].catch_up()

@@ -29,6 +29,8 @@ from typing import IO, Any
 
 import orjson
 
+from infrastructure.logs import FORMATS, LEVELS, configure_logging
+
 log = logging.getLogger("cronsource.projections")
 
 RESTART_SECONDS = 1.0  # a worker that died is started again after this pause
@@ -162,9 +164,10 @@ def main() -> None:
         Settings,
     )
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    level = os.environ.get("CRONSOURCE_LOG_LEVEL", "INFO").upper()
+    fmt = os.environ.get("CRONSOURCE_LOG_FORMAT", "json").lower()
+    # as the node logs (it checked both variables before starting this worker), to stderr
+    configure_logging(level if level in LEVELS else "INFO", fmt if fmt in FORMATS else "json")
     values = orjson.loads(sys.stdin.buffer.readline())
     values["data_dir"] = Path(values["data_dir"])
     settings = Settings(**{**values, "projections": "thread"})

@@ -438,7 +438,7 @@ async def cron_preview(request: Request, user: Principal) -> Response:
     responses={200: ("Metrics", None)},
 )  # fmt: skip
 async def metrics(request: Request, user: Principal) -> Response:
-    body, content_type = await run_in_threadpool(_state(request).metrics)
+    body, content_type = await _state(request).metrics()
     return Response(body, 200, media_type=content_type)
 
 
@@ -454,11 +454,12 @@ async def healthz(request: Request, user: Principal) -> Response:
 
 
 @api.route(
-    "GET", "/readyz", scope=None, summary="Readiness: store reachable, projections caught up, engine running",
+    "GET", "/readyz", scope=None,
+    summary="Readiness: store reachable, projections within the lag bound, engine running; each check says why not",
     responses={200: ("Ready", {"type": "object"}), 503: ("Not ready", {"type": "object"})},
 )  # fmt: skip
 async def readyz(request: Request, user: Principal) -> Response:
-    report = await run_in_threadpool(_state(request).readiness)
+    report = await _state(request).readiness.report()
     return respond(report, 200 if report["ready"] else 503)
 
 

@@ -28,6 +28,7 @@ from interfaces.http import (
     ui,
 )
 from interfaces.http.api import api
+from interfaces.http.health import Readiness
 from interfaces.http.metrics import metrics_endpoint
 from interfaces.http.problems import (
     HttpProblem,
@@ -50,7 +51,6 @@ class Limits:
     default_page_size: int = 50
     max_page_size: int = 500
     max_preview: int = 100
-    max_projection_lag: int = 10_000
 
 
 class BodyLimit:
@@ -126,6 +126,7 @@ def build_app(core: Core, verifier: TokenVerifier, engine: Engine | None = None,
         pruner = asyncio.create_task(prune_hourly(), name="retention")
         if run_engine and engine is not None:
             task = asyncio.create_task(engine.run(), name="engine")
+            app.state.readiness.engine_task = task
         dispatcher = core.webhook_dispatcher() if core.settings.webhooks else None
         app.state.dispatcher = dispatcher
         hooks = asyncio.create_task(dispatcher.run(), name="webhooks") if dispatcher else None
@@ -159,7 +160,7 @@ def build_app(core: Core, verifier: TokenVerifier, engine: Engine | None = None,
     app.state.core, app.state.prefix, app.state.limits = core, PREFIX, limits
     app.state.openapi = openapi(api, PREFIX)
     app.state.stats = _stats(core, engine)
-    app.state.readiness = _readiness(core, engine, limits)
+    app.state.readiness = Readiness(core, engine, core.settings.ready_max_lag)
     app.state.engine = engine
     app.state.metrics = metrics_endpoint(core, engine)
     app.state.dispatcher = None
@@ -201,26 +202,3 @@ def _stats(core: Core, engine: Engine | None) -> Callable[[str], dict[str, Any]]
         }
 
     return stats
-
-
-def _readiness(core: Core, engine: Engine | None, limits: Limits) -> Callable[[], dict[str, Any]]:
-    def readiness() -> dict[str, Any]:
-        checks: dict[str, Any] = {}
-        try:
-            head = core.jobs.recorder.max_notification_id() or 0
-            checks["store"] = {"ok": True}
-        except Exception as e:  # noqa: BLE001  # readiness reports any store failure as not ready
-            checks["store"] = {"ok": False, "error": type(e).__name__}
-            head = None
-        if head is not None:
-            lag = core.projections.lag(head)
-            behind = {n: v["lag"] for n, v in lag.items() if v["lag"] > limits.max_projection_lag}
-            checks["projections"] = {
-                "ok": not behind,
-                "lag": {n: v["lag"] for n, v in lag.items()},
-            }
-        if engine is not None:
-            checks["engine"] = {"ok": engine.started.is_set(), "jobs": engine.scheduled_jobs}
-        return {"ready": all(c.get("ok") for c in checks.values()), "checks": checks}
-
-    return readiness

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from interfaces.composition import Core
 from tests.integration.test_job_lifecycle import nightly
@@ -17,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def cronsource(
-    *args: str, database_url: str | None = None, stdin: str | None = None
+    *args: str, database_url: str | None = None, stdin: str | None = None, **variables: str
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **variables}
     if database_url:
         env["CRONSOURCE_DATABASE_URL"] = database_url
     return subprocess.run(
@@ -135,6 +136,18 @@ def test_a_bad_store_url_fails_with_exit_3() -> None:
 
     assert result.returncode == 3
     assert "CRONSOURCE_DATABASE_URL" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("CRONSOURCE_LOG_LEVEL", "LOUD"), ("CRONSOURCE_LOG_FORMAT", "xml")]
+)
+def test_a_bad_log_setting_fails_with_exit_3_naming_it(
+    variable: str, value: str, tmp_path: Path
+) -> None:
+    result = cronsource("engine", "--data-dir", str(tmp_path), **{variable: value})
+
+    assert result.returncode == 3
+    assert variable in result.stderr and value in result.stderr
 
 
 def test_bootstrap_syncs_a_folder_and_says_what_it_did(database_url: str, tmp_path: Path) -> None:

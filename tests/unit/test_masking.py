@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from domain.masking import MASK, is_secret_key, mask_secrets, mask_url
+from domain.masking import MASK, is_secret_key, mask_secrets, mask_text, mask_url
 
 # Secret names
 
@@ -185,3 +185,30 @@ def test_a_url_without_secrets_is_unchanged() -> None:
 
 def test_an_unparsable_url_is_masked_whole() -> None:
     assert mask_url("http://[::1/x?token=abc") == MASK
+
+
+# Free text (log lines)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        (
+            "calling https://u:pw@h.example/x?token=abc&a=1 failed",
+            "calling https://u:***@h.example/x?token=***&a=1 failed",
+        ),
+        ("Authorization: Bearer eyJhbGc.x.y sent", "Authorization: Bearer *** sent"),
+        ("auth=Basic dXNlcjpwdw==", "auth=Basic ***"),
+        ("{'token': 'abc', 'name': 'n'}", "{'token': '***', 'name': 'n'}"),
+        ('"password": "s3cret", "user": "u"', '"password": "***", "user": "u"'),
+        ('"GET /hook?access_token=xyz&page=2 HTTP/1.1" 200', '"GET /hook?access_token=***&page=2 HTTP/1.1" 200'),
+        ("apiKey=12345; other=2", "apiKey=***; other=2"),
+    ],
+)  # fmt: skip
+def test_secrets_quoted_in_free_text_are_masked(text: str, masked: str) -> None:
+    assert mask_text(text) == masked
+
+
+def test_free_text_without_secrets_is_unchanged() -> None:
+    text = "job nightly of application crm skipped: manually modified by ana; retry in 5 s"
+    assert mask_text(text) == text

@@ -14,12 +14,15 @@ def test_numbers_are_read_from_their_variables() -> None:
             "SCHEDULER_MAX_CONCURRENCY": "12",
             "CRONSOURCE_DECIDE_AHEAD_SECONDS": "0",
             "CRONSOURCE_SHUTDOWN_GRACE_SECONDS": "2.5",
+            "CRONSOURCE_READY_MAX_LAG": "500",
         }
     )
 
     assert settings.max_concurrency == 12
     assert settings.decide_ahead_seconds == 0
     assert settings.shutdown_grace_seconds == 2.5
+    assert settings.ready_max_lag == 500
+    assert Settings.from_env({}).ready_max_lag == 10_000
     assert Settings.from_env({}).decide_ahead_seconds == 0.5
 
 
@@ -32,6 +35,7 @@ def test_numbers_are_read_from_their_variables() -> None:
         ({"SCHEDULER_MAX_CONCURRENCY": "0"}, "SCHEDULER_MAX_CONCURRENCY"),
         ({"CRONSOURCE_PROJECTIONS": "threads"}, "CRONSOURCE_PROJECTIONS"),
         ({"SCHEDULER_MAX_CONCURRENCY": "many"}, "SCHEDULER_MAX_CONCURRENCY"),
+        ({"CRONSOURCE_READY_MAX_LAG": "a few"}, "CRONSOURCE_READY_MAX_LAG"),
         ({"CRONSOURCE_WEBHOOK_LEASE_SECONDS": "5"}, "CRONSOURCE_WEBHOOK_LEASE_SECONDS"),
         ({"CRONSOURCE_WEBHOOK_RETRY_SCHEDULE": "5,soon"}, "CRONSOURCE_WEBHOOK_RETRY_SCHEDULE"),
     ],
