@@ -31,7 +31,6 @@ from infrastructure.store import StoreConfigError, StoreUrl, check_cipher_key
 from infrastructure.store_errors import STORE_ERRORS, unavailable
 from infrastructure.store_probe import StoreProbe, probe_store
 from interfaces.composition import Core, Settings
-from interfaces.http.app import Limits
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 SKEW_WARN_SECONDS = 1.0  # NTP keeps hosts within milliseconds
@@ -49,8 +48,9 @@ KNOWN = frozenset({
     "CRONSOURCE_EVENTS_OWNER_CACHE", "CRONSOURCE_EVENTS_RING", "CRONSOURCE_EVENTS_RING_BYTES",
     "CRONSOURCE_FUNCTIONS", "CRONSOURCE_HOST", "CRONSOURCE_JWKS_URL", "CRONSOURCE_JWT_AUDIENCE",
     "CRONSOURCE_JWT_ISSUER", "CRONSOURCE_JWT_PUBLIC_KEY", "CRONSOURCE_JWT_SECRET",
-    "CRONSOURCE_LOG_LEVEL", "CRONSOURCE_MISFIRE_GRACE_SECONDS", "CRONSOURCE_NODE",
-    "CRONSOURCE_PORT", "CRONSOURCE_PROJECTIONS", "CRONSOURCE_PROJECTION_POLL_SECONDS", "CRONSOURCE_SHUTDOWN_GRACE_SECONDS",
+    "CRONSOURCE_LOG_FORMAT", "CRONSOURCE_LOG_LEVEL", "CRONSOURCE_MISFIRE_GRACE_SECONDS", "CRONSOURCE_NODE",
+    "CRONSOURCE_PORT", "CRONSOURCE_PROJECTIONS", "CRONSOURCE_PROJECTION_POLL_SECONDS", "CRONSOURCE_READY_MAX_LAG",
+    "CRONSOURCE_SHUTDOWN_GRACE_SECONDS",
     "CRONSOURCE_SSE_BUFFER", "CRONSOURCE_SSE_BUFFER_BYTES", "CRONSOURCE_SSE_HEARTBEAT_SECONDS",
     "CRONSOURCE_TEST_POSTGRES_URL", "CRONSOURCE_UI_SECURE_COOKIE", "CRONSOURCE_WEBHOOKS",
     "CRONSOURCE_WEBHOOK_DELIVERY_RETENTION_DAYS", "CRONSOURCE_WEBHOOK_DISABLE_AFTER",
@@ -274,7 +274,7 @@ def _projections(core: Core) -> Check:
     apply need not have stored the head as its position)."""
     recorder = core.jobs.recorder
     head = recorder.max_notification_id() or 0
-    cap = Limits.max_projection_lag + 1
+    cap = core.settings.ready_max_lag + 1
     behind = {}
     for name, runner in core.projections.runners.items():
         pending = recorder.select_notifications(
