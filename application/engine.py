@@ -566,10 +566,19 @@ class Engine:
         if len(self._mine) > 1_000_000:  # only a shortcut: forgetting costs a decode, no more
             self._mine.clear()
         # ours before the write: the log follower may read them before this resumes
-        ids = [scheduled_execution_id(f.job_id, f.scheduled_for) for _, f in fires]
+        identified = [
+            Fire(
+                f.job_id,
+                f.scheduled_for,
+                f.trigger,
+                scheduled_execution_id(f.job_id, f.scheduled_for),
+            )
+            for _, f in fires
+        ]
+        ids = [f.id for f in identified]
         self._mine.update(ids)
         try:
-            won = await asyncio.to_thread(self.jobs.record_fires, jobs, [f for _, f in fires])
+            won = await asyncio.to_thread(self.jobs.record_fires, jobs, identified)
         except Exception:  # the store is away: try these slots again at a later tick
             self._mine.difference_update(ids)
             log.exception("could not record %d fire(s); retrying", len(fires))

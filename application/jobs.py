@@ -52,6 +52,7 @@ class Fire:
     job_id: UUID
     scheduled_for: datetime
     trigger: Trigger = Trigger.CRON
+    id: UUID | None = None  # the slot's execution id, if the caller derived it already
 
 
 def parse_id(value: object, not_found: Callable[[object], Exception]) -> UUID:
@@ -359,6 +360,7 @@ class Jobs(Application):
             trigger=fire.trigger,
             node=self.node,
             by=by,
+            execution_id=fire.id,
         )
 
     def load_job(self, job_id: UUID) -> tuple[Job, datetime]:
