@@ -536,12 +536,12 @@ def test_two_live_nodes_take_turns_per_job_instead_of_racing_for_every_fire(
     now = iso_ms(datetime.now(UTC))
     core_a.nodes.beat("node-a", now)  # each sees the other alive from its first beat
     core_a.nodes.beat("node-b", now)
-    turns = {"stagger_seconds": 1.0, "decide_ahead_seconds": 0.5}
+    turns = {"stagger_seconds": 2.0, "decide_ahead_seconds": 0.5}
     runner_a, runner_b = ScriptedRunner(), ScriptedRunner()
 
     with running_engine(core_a, runner_a, node="node-a", **turns) as a:
         with running_engine(core_b, runner_b, node="node-b", **turns) as b:
-            wait_for(lambda: a.stats.won >= 24 and b.stats.won >= 8, what="both nodes' fires")
+            wait_for(lambda: a.stats.won + b.stats.won >= 40, what="40 fires", timeout=40)
         b_stopped = datetime.now(UTC)
         # node-b is gone (it still counts as alive: it beat within takeover_seconds)
         wait_for(
