@@ -48,7 +48,7 @@ class SoakConfig:
     max_concurrency: int = 200
     drain_seconds: float = 300.0
     sample_seconds: float = 5.0
-    min_life_seconds: float = 120.0  # a node younger than this is reported, not judged
+    min_life_seconds: float = 60.0  # a node younger than this is reported, not judged
     misfire_grace_seconds: float = 10.0
     smoke: bool = False
     out_dir: Path = ROOT / "bench" / "results"
