@@ -24,4 +24,7 @@ def parse_instant(text: str, field: str) -> datetime:
         raise InvalidField(field, f"{text!r} is not an ISO 8601 instant") from None
     if instant.tzinfo is None:
         raise InvalidField(field, "needs a UTC offset or Z, e.g. 2026-02-04T14:30:00Z")
-    return instant.astimezone(UTC)
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC
+        raise InvalidField(field, f"{text!r} is outside the years 1 to 9999 in UTC") from None

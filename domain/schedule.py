@@ -52,6 +52,8 @@ _NAMES = {**M_ALPHAS, **DOW_ALPHAS}  # month and weekday names never collide
 _UTC_ZONES = frozenset({"UTC", "Etc/UTC"})
 _SECOND = timedelta(seconds=1)
 _MICROSECOND = timedelta(microseconds=1)
+# a day in, so that no zone's wall time (UTC ± 14 h) falls before the year 1
+_CALENDAR_START = datetime(1, 1, 2, tzinfo=UTC)
 _NEXT_FIRES_KEPT = 4096  # per pattern and zone
 _ANCHOR = datetime(2000, 1, 1)  # any start: croniter is always handed the time to search from
 
@@ -118,10 +120,12 @@ class Schedule(_Cache):
             return None
 
     def slots(self, start: datetime, end: datetime) -> Iterator[datetime]:
-        """Every fire in `[start, end)`, ascending, in UTC."""
+        """Every fire in `[start, end)`, ascending, in UTC. The calendar's edges hold none:
+        fires before `0001-01-02` or after the last one in the year 9999 are not listed (their
+        wall times, or the next fire after them, fall outside the years datetime can hold)."""
         _utc_second(end)  # refuse a naive end now, not at the first step of the iteration
-        first = self.next_after(_utc_second(start, floor=False) - _MICROSECOND)
-        return self._slots_from(first, end)
+        start = max(_utc_second(start, floor=False), _CALENDAR_START)
+        return self._slots_from(self._next_in_calendar(start - _MICROSECOND), end)
 
     def next_n(self, after: datetime, n: int) -> list[datetime]:
         """The first `n` fires strictly after `after`, in UTC."""
@@ -133,10 +137,17 @@ class Schedule(_Cache):
             fires.append(after)
         return fires
 
-    def _slots_from(self, fire: datetime, end: datetime) -> Iterator[datetime]:
-        while fire < end:
+    def _slots_from(self, fire: datetime | None, end: datetime) -> Iterator[datetime]:
+        while fire is not None and fire < end:
             yield fire
-            fire = self.next_after(fire)
+            fire = self._next_in_calendar(fire)
+
+    def _next_in_calendar(self, instant: datetime) -> datetime | None:
+        """The first fire after `instant`, or None past the year 9999."""
+        try:
+            return self.next_after(instant)
+        except (OverflowError, ValueError, CroniterBadDateError):  # "year 10000 is out of range"
+            return None
 
     @property
     def _rules(self) -> _Rules:

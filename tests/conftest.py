@@ -40,3 +40,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{(tmp_path / 'cronsource.db').as_posix()}"
     base = request.getfixturevalue("postgres_database")
     return f"{base}?schema=t_{uuid.uuid4().hex[:12]}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Soak tests run only when a marker expression names them (`pytest -m soak`): they take
+    minutes and the whole machine, so neither a plain `pytest` nor `pytest -m postgres` runs
+    them."""
+    if "soak" in (config.getoption("markexpr") or ""):
+        return
+    soak = [item for item in items if item.get_closest_marker("soak")]
+    if soak:
+        items[:] = [item for item in items if not item.get_closest_marker("soak")]
+        config.hook.pytest_deselected(items=soak)

@@ -20,7 +20,7 @@ from domain.schedule import Schedule
 from infrastructure.auth import Principal
 from interfaces.http import schemas as s
 from interfaces.http.problems import BadRequest, PreconditionFailed
-from interfaces.http.routing import Api, json_body
+from interfaces.http.routing import Api, json_body, links_to
 
 api = Api()
 JSON = "application/json"
@@ -126,6 +126,14 @@ async def _job_response(
 
 # -- jobs ----------------------------------------------------------------------------------
 
+#: What a client can do next with the job in an answer (OpenAPI links: stateful clients and
+#: fuzzers follow them)
+JOB_LINKS = links_to(
+    "job_id", "$response.body#/id", "get_job", "update_job", "delete_job", "enable_job",
+    "disable_job", "trigger_job", "backfill_job", "job_slots", "job_history_route",
+    "job_executions",
+)  # fmt: skip
+
 PAGING = {
     "page": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
     "pageSize": {"type": "integer", "minimum": 1, "maximum": 500},
@@ -155,7 +163,7 @@ async def list_jobs(request: Request, user: Principal) -> Response:
 
 @api.route(
     "POST", "/jobs", scope="jobs:write", summary="Create a job", body=s.JOB_CREATE,
-    responses={201: ("Created; Location and ETag headers", s.JOB)},
+    responses={201: ("Created; Location and ETag headers", s.JOB)}, links={201: JOB_LINKS},
 )  # fmt: skip
 async def create_job(request: Request, user: Principal) -> Response:
     doc = await json_body(request, s.JOB_CREATE)
@@ -167,7 +175,7 @@ async def create_job(request: Request, user: Principal) -> Response:
 @api.route(
     "GET", "/jobs/{job_id}", scope="jobs:read", summary="One job, or its state at a version or instant",
     query={"version": {"type": "integer", "minimum": 1}, "asOf": s.INSTANT},
-    responses={200: ("The job; ETag header", s.JOB)},
+    responses={200: ("The job; ETag header", s.JOB)}, links={200: JOB_LINKS},
 )  # fmt: skip
 async def get_job(request: Request, user: Principal) -> Response:
     job_id = request.path_params["job_id"]
@@ -201,6 +209,7 @@ def _if_match(request: Request) -> int | None:
 @api.route(
     "PUT", "/jobs/{job_id}", scope="jobs:write", summary="Change some fields of a job",
     body=s.JOB_UPDATE, responses={200: ("The job after the change", s.JOB)},
+    links={200: JOB_LINKS},
 )  # fmt: skip
 async def update_job(request: Request, user: Principal) -> Response:
     expected = _if_match(request)
@@ -254,6 +263,7 @@ async def _job_command(request: Request, user: Principal, command: str) -> Respo
     scope="jobs:write",
     summary="Enable a job",
     responses={200: ("The job", s.JOB)},
+    links={200: JOB_LINKS},
 )
 async def enable_job(request: Request, user: Principal) -> Response:
     return await _job_command(request, user, "enable_job")
@@ -265,6 +275,7 @@ async def enable_job(request: Request, user: Principal) -> Response:
     scope="jobs:write",
     summary="Disable a job",
     responses={200: ("The job", s.JOB)},
+    links={200: JOB_LINKS},
 )
 async def disable_job(request: Request, user: Principal) -> Response:
     return await _job_command(request, user, "disable_job")
@@ -274,6 +285,7 @@ async def disable_job(request: Request, user: Principal) -> Response:
     "POST", "/jobs/{job_id}/trigger", scope="jobs:trigger", summary="Run a job now",
     body=s.TRIGGER, body_required=False,
     responses={202: ("Recorded; Location of the execution", {"type": "object", "properties": {"executionId": s.ID}})},
+    links={202: links_to("execution_id", "$response.body#/executionId", "get_execution")},
 )  # fmt: skip
 async def trigger_job(request: Request, user: Principal) -> Response:
     override = await json_body(request, None, required=False)
@@ -307,7 +319,7 @@ async def backfill_job(request: Request, user: Principal) -> Response:
 
 @api.route(
     "GET", "/jobs/{job_id}/slots", scope="jobs:read", summary="Each slot of a range: run or skipped, and why",
-    query={"from": s.INSTANT, "to": s.INSTANT},
+    query={"from": s.INSTANT, "to": s.INSTANT}, required_query=("from", "to"),
     responses={200: ("The ledger", {"type": "array", "items": s.SLOT})},
 )  # fmt: skip
 async def job_slots(request: Request, user: Principal) -> Response:
@@ -418,6 +430,7 @@ async def functions(request: Request, user: Principal) -> Response:
 @api.route(
     "GET", "/cron/preview", scope="jobs:read", summary="Next fire instants of a pattern",
     query={"pattern": {"type": "string"}, "timezone": {"type": "string"}, "count": {"type": "integer", "minimum": 1, "maximum": 100}},
+    required_query=("pattern",),
     responses={200: ("Preview", s.PREVIEW)},
 )  # fmt: skip
 async def cron_preview(request: Request, user: Principal) -> Response:

@@ -32,7 +32,7 @@ from interfaces.http.api import (
     respond,
 )
 from interfaces.http.problems import BadRequest, HttpProblem, PreconditionFailed
-from interfaces.http.routing import json_body
+from interfaces.http.routing import json_body, links_to
 
 MAX_LIMIT = 1000
 MAX_POSITION = 2**62
@@ -132,6 +132,11 @@ REDELIVER: s.Schema = {
     },
     "additionalProperties": False,
 }
+#: What a client can do next with the subscription in an answer (OpenAPI links)
+WEBHOOK_LINKS = links_to(
+    "webhook_id", "$response.body#/id", "get_webhook", "update_webhook", "delete_webhook",
+    "list_deliveries", "redeliver",
+)  # fmt: skip
 DELIVERY_STATUS = ["pending", "retrying", "succeeded", "failed"]
 DELIVERY: s.Schema = {
     "type": "object",
@@ -322,6 +327,7 @@ async def list_webhooks(request: Request, user: Principal) -> Response:
     "POST", "/webhooks", scope="webhooks:manage", summary="Subscribe a URL to events",
     body=WEBHOOK_CREATE,
     responses={201: ("Created; the secret is shown in this answer only", WEBHOOK)},
+    links={201: WEBHOOK_LINKS},
 )  # fmt: skip
 async def create_webhook(request: Request, user: Principal) -> Response:
     doc = await json_body(request, WEBHOOK_CREATE)

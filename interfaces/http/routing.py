@@ -33,8 +33,10 @@ class Endpoint:
     body: Schema | None = None
     body_required: bool = True
     query: dict[str, Schema] = field(default_factory=dict)
+    required_query: tuple[str, ...] = ()
     responses: dict[int, tuple[str, Schema | None]] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    links: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 class Api:
@@ -53,9 +55,12 @@ class Api:
         body: Schema | None = None,
         body_required: bool = True,
         query: dict[str, Schema] | None = None,
+        required_query: tuple[str, ...] = (),
         responses: dict[int, tuple[str, Schema | None]] | None = None,
+        links: dict[int, dict[str, Any]] | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Declare an endpoint (`scope=None`: no token needed)."""
+        """Declare an endpoint (`scope=None`: no token needed); `links`: OpenAPI links by
+        status, the operations a client can call next with a value from this answer."""
 
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -68,7 +73,9 @@ class Api:
                     body,
                     body_required,
                     query or {},
+                    required_query,
                     responses or {},
+                    links=links or {},
                 )
             )
             return handler
@@ -176,7 +183,7 @@ def openapi(api: Api, prefix: str) -> dict[str, Any]:
             for name in _path_params(e.path)
         ]
         parameters += [
-            {"name": name, "in": "query", "required": False, "schema": schema}
+            {"name": name, "in": "query", "required": name in e.required_query, "schema": schema}
             for name, schema in e.query.items()
         ]
         if parameters:
@@ -191,6 +198,8 @@ def openapi(api: Api, prefix: str) -> dict[str, Any]:
             entry: dict[str, Any] = {"description": description}
             if schema is not None:
                 entry["content"] = {"application/json": {"schema": schema}}
+            if status in e.links:
+                entry["links"] = e.links[status]
             responses[str(status)] = entry
         problem = {"content": {"application/problem+json": {"schema": PROBLEM}}}
         for status, description in _problems(e).items():
@@ -216,6 +225,15 @@ def openapi(api: Api, prefix: str) -> dict[str, Any]:
             }
         },
         "security": [{"bearer": []}],
+    }
+
+
+def links_to(parameter: str, value: str, *operation_ids: str) -> dict[str, Any]:
+    """OpenAPI links, one per operation, each passing `value` (a runtime expression such as
+    `$response.body#/id`) as its path parameter `parameter`."""
+    return {
+        operation_id: {"operationId": operation_id, "parameters": {parameter: value}}
+        for operation_id in operation_ids
     }
 
 

@@ -104,6 +104,7 @@ JOB_UPDATE: Schema = {
     "additionalProperties": False,
 }
 TRIGGER: Schema = {
+    "type": "object",
     "description": "Optional: replaces taskConfig.body (HTTP) or taskConfig.payload (function) for this run.",
 }
 BACKFILL: Schema = {

@@ -233,3 +233,21 @@ def test_another_tenant_neither_sees_nor_changes_nor_hears_of_a_job(
         assert other.get("/executions").json() == []
         assert other.get("/stats").json()["jobs"] == {"total": 0, "enabled": 0}
         assert owner.get(f"/jobs/{job_id}").json()["description"] == HEALTH_CHECK["description"]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "status"),
+    [
+        ("0027-01-01T00:00:00Z", "0001-01-01T00:00:00+01:27", 422),  # `to` is in the year 0 UTC
+        ("0001-01-01T00:00:00Z", "0001-01-01T01:00:01Z", 202),  # the calendar's first hour
+    ],
+)
+def test_a_backfill_at_the_calendars_edge_is_answered_not_a_500(
+    client: httpx.Client, start: str, end: str, status: int
+) -> None:
+    # both answered 500 (OverflowError) until the fuzzer found them
+    job = create(client)
+
+    response = client.post(f"/jobs/{job['id']}/backfill", json={"from": start, "to": end})
+
+    assert response.status_code == status, response.text

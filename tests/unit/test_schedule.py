@@ -289,6 +289,20 @@ def test_slots_are_produced_lazily():
     assert list(islice(slots, 2)) == [WEDNESDAY, WEDNESDAY + timedelta(seconds=1)]
 
 
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_slots_from_the_first_day_of_the_calendar_start_the_next_day(zone):
+    # found by the fuzzer: a backfill from 0001-01-01T00:00:00Z answered 500 (OverflowError)
+    slots = list(Schedule("0 0 1 1 *", zone).slots(utc(1, 1, 1), utc(3, 1, 2)))
+    assert len(slots) == 2 and slots[0] > utc(1, 1, 2)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_slots_end_with_the_last_fire_of_the_year_9999(zone):
+    # the next fire after it would be in the year 10000, which datetime cannot hold
+    slots = list(Schedule("0 0 1 1 *", zone).slots(utc(9997, 1, 1), utc(9999, 12, 31, 23)))
+    assert slots[-1] >= utc(9998, 12, 31)  # Kolkata's 9999-12-31T18:30Z is 10000-01-01 there
+
+
 def test_the_latest_fire_at_a_fire_is_that_fire():
     assert Schedule("0 * * * *").latest_at_or_before(utc(2026, 2, 4, 14)) == utc(2026, 2, 4, 14)
 
