@@ -4,6 +4,7 @@ and a waiter cancelled at any moment neither loses a place nor keeps one."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -38,19 +39,25 @@ def test_holders_never_exceed_the_limit_and_waiters_are_served_in_order() -> Non
     assert order == list(range(50))
 
 
+async def _two_waiting(limiter: Limiter, got: list[str]) -> Any:
+    """The limiter's one place held; `first` and `second` wait for it, in that order."""
+    await limiter.acquire()
+
+    async def wait(name: str) -> None:
+        await limiter.acquire()
+        got.append(name)
+        limiter.release()
+
+    first = asyncio.create_task(wait("first"))
+    second = asyncio.create_task(wait("second"))
+    await asyncio.sleep(0)
+    return first, second, wait
+
+
 def test_a_cancelled_waiter_gives_up_its_turn_without_blocking_later_ones() -> None:
     async def scenario() -> list[str]:
         limiter, got = Limiter(1), []
-        await limiter.acquire()
-
-        async def wait(name: str) -> None:
-            await limiter.acquire()
-            got.append(name)
-            limiter.release()
-
-        first = asyncio.create_task(wait("first"))
-        second = asyncio.create_task(wait("second"))
-        await asyncio.sleep(0)
+        first, second, wait = await _two_waiting(limiter, got)
         first.cancel()  # cancelled while it waits
         await asyncio.sleep(0)
         limiter.release()
@@ -67,16 +74,7 @@ def test_a_cancelled_waiter_gives_up_its_turn_without_blocking_later_ones() -> N
 def test_a_waiter_cancelled_just_as_it_is_handed_a_place_passes_the_place_on() -> None:
     async def scenario() -> list[str]:
         limiter, got = Limiter(1), []
-        await limiter.acquire()
-
-        async def wait(name: str) -> None:
-            await limiter.acquire()
-            got.append(name)
-            limiter.release()
-
-        first = asyncio.create_task(wait("first"))
-        second = asyncio.create_task(wait("second"))
-        await asyncio.sleep(0)
+        first, second, _ = await _two_waiting(limiter, got)
         limiter.release()  # hands the place to `first`...
         first.cancel()  # ...which is cancelled before it resumes
         await asyncio.wait_for(second, 1)
