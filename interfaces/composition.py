@@ -185,9 +185,15 @@ class Core:
         self.views_db: Database = store.views_database()  # first: it creates a missing schema
         self.guard = UrlGuard.from_setting(settings.allow_targets)
         self.functions = FunctionRegistry.discover(settings.functions)
+        env = store.event_store_env(settings.cipher_key)
+        if _has_table(self.views_db, store.kind, f"{Jobs.name}_events"):
+            # a node joining a running store creates nothing: the library's table creation
+            # waits for the other nodes' writers' table lock, and on a busy store it ran past
+            # the lock timeout and the node could not start (the soak's restarted node)
+            env["CREATE_TABLE"] = env["CRONSOURCE_CREATE_TABLE"] = "no"
         with self.views_db.startup_lock():  # processes starting together: one at a time
             self.jobs = Jobs(
-                env=store.event_store_env(settings.cipher_key),
+                env=env,
                 node=settings.node,
                 check_url=self.guard.check_url_blocking,
                 function_names=self.functions.names,
@@ -336,6 +342,19 @@ class Core:
         self.projections.stop()
         self.views_db.close()
         self.jobs.close()
+
+
+def _has_table(db: Database, kind: str, table: str) -> bool:
+    """Whether the store's schema holds `table` (a catalog read: it takes no table lock)."""
+    query = (
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?"
+        if kind == "sqlite"
+        else "SELECT 1 FROM information_schema.tables WHERE table_schema=current_schema() "
+        "AND table_name=?"
+    )
+    with db.read() as c:
+        c.execute(query, (table,))
+        return c.fetchone() is not None
 
 
 class CoreEngineViews:
