@@ -115,8 +115,13 @@ class ProjectionProcess:
             process = self._process
             assert process is not None and process.stdout is not None
             for line in process.stdout:
-                name, committed, seen = line.split()
-                self._on_position(name.decode(), int(committed), int(seen))
+                try:
+                    name, committed, seen = line.split()
+                    position = (name.decode(), int(committed), int(seen))
+                except ValueError:  # not a report (something else wrote to its stdout)
+                    log.warning("projection worker: not a position report: %r", line[:200])
+                    continue
+                self._on_position(*position)
                 self._ready.set()
             process.wait()
             if self._closing.is_set():
