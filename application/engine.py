@@ -111,6 +111,10 @@ class _Entry:
         self.policy = ConcurrencyPolicy(self.job.definition["concurrencyPolicy"])
 
 
+#: a fire recorded ahead of its slot, held until it: its execution, job and resolved config
+_Held = tuple[Execution, Job, "dict[str, Any] | DomainError"]
+
+
 @dataclass(slots=True)
 class _Stats:
     running: int = 0
@@ -169,12 +173,12 @@ class Engine:
         self._overlaps: dict[UUID, SkippedSlots] = {}
         self._unrecorded: list[tuple[_Entry, Fire]] = []  # fires the store refused, to retry
         self._owed: list[tuple[_Entry, Fire]] = []  # missed fires found at start, to record
-        # fires recorded ahead of their slot wait in their tasks for the slot's gate, opened
-        # when the clock reaches it: (slot, seq, gate), and the gate of each slot
-        self._ready: list[tuple[datetime, int, asyncio.Event]] = []
-        self._gates: dict[datetime, asyncio.Event] = {}
-        self._unstarted: set[UUID] = set()  # launched, not started yet (waiting to run, for
-        # their slot's gate or for a pool slot)
+        # fires recorded ahead of their slot are held until the clock reaches it, and only
+        # then get their tasks: (slot, seq, the slot's fires), and the fires of each slot
+        self._ready: list[tuple[datetime, int, list[_Held]]] = []
+        self._held: dict[datetime, list[_Held]] = {}
+        self._unstarted: set[UUID] = set()  # decided, not started yet (held for their slot,
+        # or waiting for a pool slot)
         self._claims: set[UUID] = set()  # taken over from a dead node: start only if we win
         self._drained: asyncio.Event | None = None
         self._failures: dict[UUID, int] = {}
@@ -527,18 +531,25 @@ class Engine:
         return deadline
 
     def _start_ready(self, now: datetime) -> None:
-        """Open the gates of the slots that have come: their fires start."""
+        """Launch the fires held for the slots that have come."""
         while self._ready and self._ready[0][0] <= now:
-            slot, _, gate = heapq.heappop(self._ready)
-            self._gates.pop(slot, None)
-            gate.set()
+            slot, _, held = heapq.heappop(self._ready)
+            del self._held[slot]
+            for execution, job, prepared in held:
+                self._launch(execution, job, prepared, decided=True)
 
-    def _gate(self, slot: datetime) -> asyncio.Event:
-        gate = self._gates.get(slot)
-        if gate is None:
-            gate = self._gates[slot] = asyncio.Event()
-            heapq.heappush(self._ready, (slot, next(self._seq), gate))
-        return gate
+    def _hold(self, execution: Execution, job: Job) -> None:
+        """Keep a fire recorded ahead of its slot until the slot comes. It gets no task
+        before then (a task waiting at a gate cost a turn of the loop per fire), and what
+        does not depend on its start is worked out now, outside its lateness."""
+        self._track(job.id, execution.id)
+        self._unstarted.add(execution.id)
+        slot = execution.scheduled_for
+        held = self._held.get(slot)
+        if held is None:
+            held = self._held[slot] = []
+            heapq.heappush(self._ready, (slot, next(self._seq), held))
+        held.append((execution, job, self._resolved(execution, job)))
 
     async def _fire(self, due: list[tuple[_Entry, Fire]], now: datetime) -> None:
         fires: list[tuple[_Entry, Fire]] = []
@@ -595,8 +606,8 @@ class Engine:
         now = self.clock.now()
         for execution in won:
             entry = by_job[execution.job_id]
-            if execution.scheduled_for > now:  # decided ahead: it waits for its slot's gate
-                self._launch(execution, entry.job, self._gate(execution.scheduled_for))
+            if execution.scheduled_for > now:  # decided ahead: held until its slot
+                self._hold(execution, entry.job)
             elif entry.policy is ConcurrencyPolicy.QUEUE and self._active.get(
                 entry.job.id, set()
             ) - {execution.id}:  # (the log follower may have seen this very fire already)
@@ -637,23 +648,30 @@ class Engine:
         """Hand the events to the next group commit without waiting (order is kept)."""
         self.batcher.submit(execution)
 
-    def _launch(self, execution: Execution, job: Job, gate: asyncio.Event | None = None) -> None:
+    def _launch(
+        self,
+        execution: Execution,
+        job: Job,
+        prepared: dict[str, Any] | DomainError | None = None,
+        decided: bool = False,
+    ) -> None:
         self._track(job.id, execution.id)
         # no task name: formatting one per fire cost more than it told (`_tasks` maps ids)
-        task = asyncio.create_task(self._execute(execution, job, gate))
+        task = asyncio.create_task(self._execute(execution, job, prepared, decided))
         self._tasks[execution.id] = task
         self._unstarted.add(execution.id)
         task.add_done_callback(lambda _: self._settled(execution.id))  # ended without starting
 
     async def _execute(
-        self, execution: Execution, job: Job, gate: asyncio.Event | None = None
+        self,
+        execution: Execution,
+        job: Job,
+        prepared: dict[str, Any] | DomainError | None = None,
+        decided: bool = False,  # recorded ahead of its slot: it starts even in a shutdown
     ) -> None:
         assert self._limiter is not None and self._stopping is not None
-        prepared: dict[str, Any] | DomainError | None = None
         try:
-            if gate is not None:  # decided ahead: what does not depend on the start, now
-                prepared = self._resolved(execution, job)
-                await gate.wait()
+            if decided:  # held until its slot, which has come
                 late = self.clock.now() - execution.scheduled_for
                 self.stats.lateness.append(late.total_seconds())
             delay = jitter_for(
@@ -664,7 +682,6 @@ class Engine:
             )
             if start_at > self.clock.now():
                 await self.clock.wait_until(start_at, self._stopping)
-            decided = gate is not None  # recorded ahead: it starts even in a shutdown
             while decided or not self._stopping.is_set():
                 self.stats.queued += 1
                 try:
@@ -689,13 +706,14 @@ class Engine:
                             self._record_later(execution)
                         outcome = await self._attempt(execution, job, prepared)
                         prepared = None  # a retry resolves again (the same instant)
-                        # a task that finished without waiting (a quick function) lets the
-                        # other fires of its slot start before its outcome is recorded
-                        await asyncio.sleep(0)
                     finally:
                         self.stats.running -= 1
                 finally:
                     self._limiter.release()
+                # a task that finished without waiting (a quick function) lets the other
+                # fires of its slot start before its outcome is recorded; after the release,
+                # so the pool's place is not held idle for a turn of the loop
+                await asyncio.sleep(0)
                 now = self.clock.now()
                 if outcome.ok:
                     execution.succeed(outcome.result or {}, now)
