@@ -66,6 +66,9 @@ CLAIMED_TRIGGERS = frozenset({Trigger.MANUAL.value, Trigger.BACKFILL.value})
 STORE_RETRY = timedelta(seconds=1)
 MAX_UNRECORDED = 100_000
 START_GROUP = 1_000  # fires (or skip records) per transaction when an engine starts
+#: slots one tick decides at most (the rest in the next, after the backlog check)
+TICK_FIRES = 5_000
+EPSILON = timedelta(microseconds=1)
 #: executions launched but not yet started or waiting for a pool slot, past which the tick
 #: loop waits before deciding more slots: under overload fires grow late, not the memory
 BACKLOG = 20_000
@@ -158,6 +161,7 @@ class Engine:
         # jobs), at it (others), later on the node whose turn for the job comes later
         self._heap: list[tuple[datetime, int, UUID, int, datetime]] = []
         self._ahead = settings.decide_ahead_seconds
+        self._grace = timedelta(seconds=settings.misfire_grace_seconds)
         self._live: tuple[str, ...] = (settings.node,)  # nodes beating now, this one among them
         self._live_version = 0
         # fires other nodes recorded (from the log): a node whose turn comes later skips them
@@ -255,6 +259,7 @@ class Engine:
             if pending:
                 await asyncio.wait(pending, timeout=10)
         await self.batcher.drain()
+        self.batcher.close()
 
     def _execution_of(self, task: asyncio.Task[None]) -> UUID:
         return next(k for k, t in self._tasks.items() if t is task)
@@ -468,12 +473,22 @@ class Engine:
                     await self._record_and_run(current)
                 continue
             due: list[tuple[_Entry, Fire]] = []
+            skips: list[Any] = []
             following: dict[tuple[Schedule, datetime], datetime] = {}  # jobs share patterns
-            while self._heap and self._heap[0][0] <= now:
+            # alone, a slot reached this late (the node was overloaded) is a misfire: its
+            # policy decides, as at a start, and lateness stays bounded by the grace. With
+            # other nodes, one of them may have run it: it is left to the store's verdict
+            misfire_edge = now - self._grace if len(self._live) == 1 else None
+            while self._heap and self._heap[0][0] <= now and len(due) < TICK_FIRES:
                 _, _, job_id, token, slot = heapq.heappop(self._heap)
                 entry = self._entries.get(job_id)
                 if entry is None or entry.token != token:
                     continue  # the job changed since this entry was pushed
+                if misfire_edge is not None and slot < misfire_edge:
+                    entry_skips, entry_fires = self._misfires(entry, slot - EPSILON, now)
+                    skips += entry_skips
+                    due += entry_fires
+                    continue
                 if not entry.rank or not self._recorded_elsewhere(job_id, slot):
                     due.append((entry, Fire(job_id, slot)))
                 key = (entry.schedule, slot)
@@ -481,6 +496,11 @@ class Engine:
                 if after is None:
                     after = following[key] = entry.schedule.next_after(slot)
                 self._schedule(entry, after)
+            if skips:
+                try:
+                    await self._record_skips(skips)
+                except Exception:  # the store is away: undecided, they are decided at a start
+                    log.exception("could not record %d run(s) of missed slots", len(skips))
             # fires the store refused earlier, for jobs still as they were
             retrying = [(e, f) for e, f in self._unrecorded if self._entries.get(e.job.id) is e]
             self._unrecorded = []

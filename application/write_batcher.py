@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
+from collections import deque
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError
@@ -13,18 +16,44 @@ from application.jobs import Jobs
 log = logging.getLogger(__name__)
 
 
+class _Unit:
+    """One caller's events, stored all together or not at all; `future` is None when the
+    caller does not wait for the outcome."""
+
+    __slots__ = ("events", "future")
+
+    def __init__(self, events: list[Any], future: asyncio.Future[bool] | None) -> None:
+        self.events, self.future = events, future
+
+
 class WriteBatcher:
-    """Collects aggregates' new events and records them together, off the event loop.
+    """Collects aggregates' new events and records them together, in a writer thread.
 
     `record()` resolves to True when the aggregate's events were stored, False when another
     writer got there first (the event store refused them): the group is then written one by
-    one, so one conflict never loses the others' writes.
+    one, so one conflict never loses the others' writes. Units are written in the order they
+    were handed in.
+
+    The writer thread takes the next group as soon as it has stored one: it does not wait
+    for the event loop in between. Under load the loop's turns grow long, and a writer that
+    waited for a turn per group fell behind the fires (tens of thousands of outcomes queued,
+    and the memory with them).
     """
 
     def __init__(self, jobs: Jobs, max_batch: int = 1000) -> None:
         self.jobs, self.max_batch = jobs, max_batch
-        self._pending: list[tuple[list[Any], asyncio.Future[bool]]] = []
-        self._flushing: asyncio.Task[None] | None = None
+        self._queue: deque[_Unit] = deque()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None  # while there is something to write
+        self._closed = False
+        self._handed = 0  # units handed in; the loop's side only
+        self._resolved = 0  # units whose write ended; the loop's side only
+        self._drains: list[tuple[int, asyncio.Future[None]]] = []
+
+    @property
+    def waiting(self) -> int:
+        """Units handed in whose write has not ended yet."""
+        return self._handed - self._resolved
 
     async def record(self, *aggregates: Any) -> bool:
         """Store these aggregates' pending events (as one unit) in the next group commit."""
@@ -32,42 +61,77 @@ class WriteBatcher:
         if not events:
             return True
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((events, future))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush())
+        self._hand_in(_Unit(events, future))
         return await future
 
     def submit(self, *aggregates: Any) -> None:
         """Store these aggregates' pending events in the next group commit, without waiting
         for the outcome (a refused or failed write is logged); call from the event loop."""
         events = [e for a in aggregates for e in a.collect_events()]
-        if not events:
-            return
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_log_failure)
-        self._pending.append((events, future))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush())
+        if events:
+            self._hand_in(_Unit(events, None))
 
     async def drain(self) -> None:
         """Wait until everything handed in so far is written."""
-        while self._flushing is not None and not self._flushing.done():
-            await self._flushing
+        if self._resolved >= self._handed:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._drains.append((self._handed, done))
+        await done
 
-    async def _flush(self) -> None:
-        await asyncio.sleep(0)  # let the writes of this moment join the group
-        while self._pending:
-            group, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+    def close(self) -> None:
+        """Let the writer thread end once what was handed in is written (thread-safe); a
+        later unit starts another."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+
+    def _hand_in(self, unit: _Unit) -> None:
+        loop = asyncio.get_running_loop()
+        self._handed += 1
+        with self._wake:
+            self._queue.append(unit)
+            self._closed = False
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, args=(loop,), name="engine-writer", daemon=True
+                )
+                self._thread.start()
+            self._wake.notify()
+
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._closed:
+                    self._wake.wait()
+                if not self._queue:
+                    self._thread = None
+                    return
+                count = min(len(self._queue), self.max_batch)
+                group = [self._queue.popleft() for _ in range(count)]
             try:
-                results = await asyncio.to_thread(self._write, [events for events, _ in group])
+                outcome: list[bool] | BaseException = self._write([u.events for u in group])
             except Exception as e:  # noqa: BLE001  # a store outage: each writer of the group gets it
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(e)
-                continue
-            for (_, future), ok in zip(group, results, strict=True):
-                if not future.done():
+                outcome = e
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(self._resolve, group, outcome)
+
+    def _resolve(self, group: list[_Unit], outcome: list[bool] | BaseException) -> None:
+        for i, unit in enumerate(group):
+            ok = outcome if isinstance(outcome, BaseException) else outcome[i]
+            future = unit.future
+            if future is None:
+                _log_failure(ok)
+            elif not future.done():
+                if isinstance(ok, BaseException):
+                    future.set_exception(ok)
+                else:
                     future.set_result(ok)
+        self._resolved += len(group)
+        while self._drains and self._drains[0][0] <= self._resolved:
+            _, done = self._drains.pop(0)
+            if not done.done():
+                done.set_result(None)
 
     def _write(self, units: list[list[Any]]) -> list[bool]:
         try:
@@ -84,10 +148,8 @@ class WriteBatcher:
             return results
 
 
-def _log_failure(future: asyncio.Future[bool]) -> None:
-    if future.cancelled():
-        return
-    if future.exception() is not None:
-        log.error("a group commit failed", exc_info=future.exception())
-    elif not future.result():
+def _log_failure(ok: bool | BaseException) -> None:
+    if isinstance(ok, BaseException):
+        log.error("a group commit failed", exc_info=ok)
+    elif not ok:
         log.warning("a write handed in without waiting was refused (another writer was first)")
