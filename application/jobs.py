@@ -439,6 +439,20 @@ class Jobs(Application):
             won.append(skip)
         return won
 
+    def load_executions(self, execution_ids: Collection[UUID]) -> dict[UUID, Execution]:
+        """Executions by id, read from the store together (ids of none are left out)."""
+        folded: dict[UUID, Any] = {}  # ids of jobs and the like are left out below
+        if self._select_events_of is None:
+            for execution_id in execution_ids:
+                with contextlib.suppress(AggregateNotFoundError):
+                    folded[execution_id] = self.repository.get(execution_id)
+        else:
+            to_event = self.mapper.to_domain_event
+            for stored in self._select_events_of(self.recorder, execution_ids):  # by version
+                aggregate_id = stored.originator_id
+                folded[aggregate_id] = to_event(stored).mutate(folded.get(aggregate_id))
+        return {i: e for i, e in folded.items() if isinstance(e, Execution)}
+
     def get_execution(self, tenant: str, execution_id: object) -> Execution:
         """An execution's state from the log; another tenant's is not found."""
         uuid = parse_id(execution_id, ExecutionNotFound)

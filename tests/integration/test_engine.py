@@ -506,6 +506,121 @@ def test_a_node_that_stops_beating_has_its_executions_taken_over(
     assert runner.for_job(job_id) == []
 
 
+def _left_running(core: Core, job_id: Any, slots: list[datetime], node: str) -> list[Any]:
+    """Executions `node` recorded and started, then died (two transactions for them all)."""
+    job = core.jobs.get_job("acme", job_id)
+    executions = core.jobs.record_fires([job], [Fire(job_id, slot) for slot in slots])
+    for execution, slot in zip(executions, slots, strict=True):
+        execution.start(node, slot)
+    core.jobs.record(*executions)
+    return executions
+
+
+def test_a_start_recovers_thousands_of_interrupted_executions_in_a_few_transactions(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One read and one write per interrupted execution made a restarted node take 46-88 s
+    to start; they are read together and written in group commits."""
+    once = core.jobs.create_job("acme", every_second("once", pattern="0 0 1 1 *"), by="ana").id
+    doc = every_second(
+        "again", pattern="0 0 1 1 *", retry={"maxRetries": 1, "retryDelaySeconds": 0}
+    )
+    again = core.jobs.create_job("acme", doc, by="ana").id
+    now = datetime.now(UTC).replace(microsecond=0)
+    before = [now - timedelta(hours=1) + timedelta(seconds=i) for i in range(2_000)]
+    node = core.jobs.node  # this node's previous process left them
+    failing = {e.id for e in _left_running(core, once, before, node)}
+    retrying = {e.id for e in _left_running(core, again, before[:300], node)}
+    job = core.jobs.get_job("acme", again)  # recorded, never started, inside the grace: runs
+    (fresh,) = core.jobs.record_fires([job], [Fire(again, now - timedelta(seconds=2))])
+    interrupted: list[tuple[str, Any]] = []  # (event, execution) per INTERRUPTED event
+    transactions: list[int] = []  # INTERRUPTED events per write that carried any
+    put = core.jobs.events.put
+
+    def counted_put(events: Any, *args: Any, **kwargs: Any) -> Any:
+        mine = [
+            (type(e).__name__, e.originator_id)
+            for e in events
+            if (getattr(e, "error", None) or {}).get("code") == "INTERRUPTED"
+        ]
+        recordings = put(events, *args, **kwargs)
+        if mine:
+            interrupted.extend(mine)
+            transactions.append(len(mine))
+        return recordings
+
+    monkeypatch.setattr(core.jobs.events, "put", counted_put)
+    get = core.jobs.repository.get
+    reads: list[Any] = []
+    monkeypatch.setattr(
+        core.jobs.repository, "get", lambda i, *a, **k: reads.append(i) or get(i, *a, **k)
+    )
+    runner = ScriptedRunner()
+
+    def total(job_id: Any, status: str) -> int:
+        core.projections.catch_up()
+        return core.queries.list_executions("acme", job_id=str(job_id), status=status).total
+
+    with running_engine(core, runner, node=node, max_concurrency=50):
+        wait_for(lambda: total(again, "succeeded") == 301, what="the retries to succeed")
+
+    assert sorted(interrupted) == sorted(
+        [("Failed", i) for i in failing] + [("AttemptFailed", i) for i in retrying]
+    )
+    assert {(r.execution_id, r.attempt) for r in runner.requests} == {
+        *((i, 2) for i in retrying),
+        (fresh.id, 1),
+    }
+    assert len(runner.requests) == 301  # none ran twice
+    assert total(once, "failed") == 2_000
+    # the cost: 2,300 executions read together, written in a transaction per 1,000 (each
+    # may be split in two by other writes joining the group), not one of each per execution
+    assert [i for i in reads if i in failing | retrying] == []
+    assert len(transactions) <= 6, transactions
+
+
+def test_executions_another_node_took_over_first_are_left_to_it_and_the_rest_recovered(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group's write is refused for the few another node recorded first: the batcher
+    writes the group again one by one, and only those are left out."""
+    doc = every_second(
+        "again", pattern="0 0 1 1 *", retry={"maxRetries": 1, "retryDelaySeconds": 0}
+    )
+    job_id = core.jobs.create_job("acme", doc, by="ana").id
+    now = datetime.now(UTC).replace(microsecond=0)
+    slots = [now - timedelta(hours=1) + timedelta(seconds=i) for i in range(20)]
+    node = core.jobs.node
+    left = [e.id for e in _left_running(core, job_id, slots, node)]
+    theirs = set(left[:5])
+    load = core.jobs.load_executions
+
+    def load_then_lose(ids: Any) -> Any:
+        loaded = load(ids)
+        for execution_id in theirs:  # another node fails them, after this one read them
+            execution = core.jobs.repository.get(execution_id)
+            execution.fail({"message": "taken over", "code": "INTERRUPTED"}, now)
+            core.jobs.record(execution)
+        return loaded
+
+    monkeypatch.setattr(core.jobs, "load_executions", load_then_lose)
+    runner = ScriptedRunner()
+
+    with running_engine(core, runner, node=node):
+        wait_for(
+            lambda: len(executions_of(core, job_id, status="succeeded")) == 15,
+            what="the others' retries",
+        )
+
+    assert sorted((r.execution_id, r.attempt) for r in runner.requests) == sorted(
+        (i, 2) for i in left if i not in theirs
+    )
+    for execution_id in theirs:
+        events = list(core.jobs.events.get(execution_id))
+        assert [type(e).__name__ for e in events] == ["Scheduled", "Started", "Failed"]
+        assert events[-1].error["message"] == "taken over"
+
+
 def test_a_fire_recorded_ahead_still_starts_at_its_slot_when_the_engine_is_stopping(
     core: Core,
 ) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
 
+from application.jobs import Fire
 from domain.errors import (
     InvalidField,
     InvalidFields,
@@ -247,3 +249,31 @@ def test_many_jobs_load_together_as_each_loads_alone(core: Core) -> None:
     by_id = {job.id: job for job, _ in together}
     assert by_id[ids[1]].definition["pattern"] == "5 3 * * *"
     assert by_id[ids[3]].deleted
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_many_executions_load_together_as_each_loads_alone(
+    core: Core, bulk: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not bulk:  # a store read one aggregate at a time
+        monkeypatch.setattr(core.jobs, "_select_events_of", None)
+    job_id = core.jobs.create_job("acme", nightly(), by="ana").id
+    job = core.jobs.get_job("acme", job_id)
+    slots = [datetime(2026, 1, d, 2, tzinfo=UTC) for d in range(1, 5)]
+    pending, running, retried, failed = core.jobs.record_fires(
+        [job], [Fire(job_id, s) for s in slots]
+    )
+    for execution in (running, retried, failed):
+        execution.start("node-a", slots[0])
+    retried.fail_attempt({"code": "INTERRUPTED"}, slots[0], slots[1])
+    failed.fail({"code": "INTERRUPTED"}, slots[0])
+    core.jobs.record(running, retried, failed)
+    ids = [e.id for e in (pending, running, retried, failed)]
+
+    together = core.jobs.load_executions([*ids, uuid4(), job_id])  # no execution: left out
+
+    state = lambda e: (e.version, e.status, e.attempt, e.node, e.error, e.next_attempt_at)  # noqa: E731
+    assert {i: state(e) for i, e in together.items()} == {
+        i: state(core.jobs.repository.get(i)) for i in ids
+    }
+    assert [together[i].status.value for i in ids] == ["pending", "running", "pending", "failed"]
