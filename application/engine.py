@@ -69,8 +69,9 @@ START_GROUP = 1_000  # fires (or skip records) per transaction when an engine st
 #: slots one tick decides at most (the rest in the next, after the backlog check)
 TICK_FIRES = 5_000
 EPSILON = timedelta(microseconds=1)
-#: executions launched but not yet started or waiting for a pool slot, past which the tick
-#: loop waits before deciding more slots: under overload fires grow late, not the memory
+#: executions decided but not started yet, and outcomes not written yet, past which the
+#: tick loop waits before deciding more slots: under overload fires grow late (up to the
+#: misfire grace, then missed), not the memory
 BACKLOG = 20_000
 #: fires other nodes recorded, remembered per generation (two are kept): at least the last
 #: minute of them at a few thousand fires a second
@@ -548,22 +549,28 @@ class Engine:
 
     @property
     def _backlog(self) -> int:
-        return len(self._unstarted)
+        """Executions decided but not started, and outcomes not yet written: past a bound,
+        the node decides no more slots until they drain (memory stays bounded)."""
+        return len(self._unstarted) + self.batcher.waiting
 
     async def _wait_drained(self) -> None:
         assert self._drained is not None and self._stopping is not None
-        self._drained.clear()
         self.stats.deferred += 1
         log.warning(
-            "engine %s: %d executions wait to start; deciding slots later",
+            "engine %s: %d executions wait to start or to be recorded; deciding slots later",
             self.node,
             self._backlog,
         )
-        stop = asyncio.ensure_future(self._stopping.wait())
-        drained = asyncio.ensure_future(self._drained.wait())
-        _, pending = await asyncio.wait([stop, drained], return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
+        began = self.clock.now()
+        # woken as executions start; outcomes being written are looked at now and then
+        while self._backlog > BACKLOG // 2 and not self._stopping.is_set():
+            self._drained.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.25):
+                    await self._drained.wait()
+        waited = (self.clock.now() - began).total_seconds()
+        # the pair brackets when slots went undecided (a misfire past the grace is missed)
+        log.warning("engine %s: deciding slots again after %.1f s", self.node, waited)
 
     def _settled(self, execution_id: UUID) -> None:
         """An execution started (or ended before it could): it no longer waits."""

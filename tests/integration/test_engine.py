@@ -253,6 +253,39 @@ def test_a_restarted_engine_resumes_after_the_last_decided_slot(core: Core) -> N
     assert 719 <= sum(r["count"] for r in runs) <= 720  # no slot counted twice
 
 
+def test_slots_a_running_engine_reaches_later_than_the_grace_follow_the_misfire_policy(
+    core: Core,
+) -> None:
+    """An overloaded engine (here: its clock jumps a minute between two ticks) records the
+    slots older than the grace as one MISSED run and fires only the recent ones, late."""
+    job_id = core.jobs.create_job("acme", every_second(misfirePolicy="skip"), by="ana").id
+    created = next(iter(core.jobs.events.get(job_id))).timestamp
+    clock = FakeClock(created.replace(microsecond=0) + timedelta(seconds=2))
+    runner = ScriptedRunner()
+
+    with running_engine(core, runner, clock, misfire_grace_seconds=10):
+        clock.advance(1)
+        wait_for(lambda: runner.for_job(job_id), what="the first fire")
+        clock.advance(60)
+        wait_for(lambda: skips_of(core, job_id), what="the missed run")
+        after = clock.now() - timedelta(seconds=10)
+        wait_for(
+            lambda: len([r for r in runner.for_job(job_id) if r.scheduled_for > after]) >= 10,
+            what="the slots within the grace",
+        )
+
+    (missed,) = skips_of(core, job_id)
+    assert missed["reason"] == "MISSED"
+    assert 49 <= missed["count"] <= 51
+    first, last = parse_instant(missed["from"], "from"), parse_instant(missed["to"], "to")
+    fired = sorted(r.scheduled_for for r in runner.for_job(job_id))
+    assert len(fired) == len(set(fired))  # none twice
+    assert not [slot for slot in fired if first <= slot <= last]  # none both run and missed
+    assert len([slot for slot in fired if slot > last]) in (10, 11)  # those within the grace
+    # from the first fire to the last, every slot has exactly one record
+    assert len(fired) + missed["count"] == (fired[-1] - fired[0]).total_seconds() + 1
+
+
 def test_every_slot_of_a_window_has_exactly_one_record_in_the_ledger(core: Core) -> None:
     from application.slot_ledger import slot_ledger
 

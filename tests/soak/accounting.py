@@ -99,7 +99,7 @@ def account(run: Run) -> dict[str, Any]:
     _unrecorded_calls(run, calls, books)
     late = sorted(late for _, late in lateness)
     worst = late[-1] if late else 0.0
-    _skips_only_after_kills(run, skipped, worst, books)
+    _skips_only_after_kills(run, skipped, worst, books, _deferrals(run))
     memory = [_memory(run, i, books) for i in run.incarnations]
     verify = replay_verify(run)
     if not verify["ok"]:
@@ -214,14 +214,63 @@ def _unrecorded_calls(run: Run, calls: Calls, books: Books) -> None:
             )
 
 
-def _skips_only_after_kills(run: Run, skipped: list[float], worst: float, books: Books) -> None:
+def _skips_only_after_kills(
+    run: Run,
+    skipped: list[float],
+    worst: float,
+    books: Books,
+    deferrals: list[tuple[float, float]],
+) -> None:
     """A slot is skipped as MISSED only while no engine could run it: from a kill (less the
-    lateness the engine had then, at most the worst seen) until the restarted node runs."""
+    lateness the engine had then, at most the worst seen) until the restarted node runs; or
+    while an overloaded node decided no slots (the pair of warnings it logs brackets that),
+    which its misfire policy then decides."""
     slack = worst + run.config.misfire_grace_seconds + 2
     for slot in skipped:
-        if not any(k["at"] - slack <= slot <= k["ready_at"] for k in run.kills):
-            when = datetime.fromtimestamp(slot, UTC).isoformat()
-            books.problem("a slot missed while an engine ran", when)
+        if any(k["at"] - slack <= slot <= k["ready_at"] for k in run.kills):
+            continue
+        if any(began - slack <= slot <= ended for began, ended in deferrals):
+            books.counts["skipped MISSED while a node was overloaded"] += 1
+            continue
+        when = datetime.fromtimestamp(slot, UTC).isoformat()
+        books.problem("a slot missed while an engine ran", when)
+
+
+def _log_records(incarnation: Incarnation) -> list[dict[str, Any]]:
+    """A node's log lines as records (`level`, `message`, `time`, `exception`): JSON lines as
+    the engine writes them, or text lines."""
+    records: list[dict[str, Any]] = []
+    for line in incarnation.log.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                records.append(orjson.loads(line))
+                continue
+            except orjson.JSONDecodeError:
+                pass
+        level = next((lv for lv in ("CRITICAL", "ERROR", "WARNING") if f" {lv} " in line), "")
+        records.append({"level": level, "message": line, "text": True})
+    return records
+
+
+def _deferrals(run: Run) -> list[tuple[float, float]]:
+    """When each node decided no slots, overloaded: from "deciding slots later" to "deciding
+    slots again" (or the node's end)."""
+    windows: list[tuple[float, float]] = []
+    for incarnation in run.incarnations:
+        began: float | None = None
+        for record in _log_records(incarnation):
+            message, at = record.get("message", ""), record.get("time")
+            if at is None:
+                continue
+            t = datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+            if "deciding slots later" in message and began is None:
+                began = t
+            elif "deciding slots again" in message and began is not None:
+                windows.append((began, t))
+                began = None
+        if began is not None:
+            windows.append((began, incarnation.ended_at or time.time()))
+    return windows
 
 
 def _memory(run: Run, incarnation: Incarnation, books: Books) -> dict[str, Any]:
@@ -280,14 +329,15 @@ def replay_verify(run: Run) -> dict[str, Any]:
 
 
 def _node_log_errors(run: Run) -> dict[str, Any]:
-    errors, tracebacks = [], []
+    errors, tracebacks, warnings = [], [], 0
     for incarnation in run.incarnations:
-        for line in incarnation.log.read_text(errors="replace").splitlines():
-            if " ERROR " in line or " CRITICAL " in line:
-                errors.append(f"{incarnation.name}: {line[:300]}")
-            if line.startswith("Traceback"):
+        for record in _log_records(incarnation):
+            level, message = record.get("level"), str(record.get("message", ""))
+            if level in ("ERROR", "CRITICAL"):
+                errors.append(f"{incarnation.name}: {message[:300]}")
+            warnings += level == "WARNING"
+            if record.get("exception") or (record.get("text") and message.startswith("Traceback")):
                 tracebacks.append(f"{incarnation.name}: see {incarnation.log}")
-    warnings = sum(i.log.read_text(errors="replace").count(" WARNING ") for i in run.incarnations)
     return {
         "errors": len(errors),
         "first_errors": errors[:EXAMPLES],
