@@ -100,9 +100,11 @@ def run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(scenario(), timeout=30))  # a hang guard, not an assertion
 
 
-async def get_status(guard: UrlGuard, url: str) -> int:
-    async with guard.session(timeout=HANG_GUARD) as session, session.get(url) as response:
-        return response.status
+async def get_status(guard: UrlGuard, url: str, **options: object) -> int:
+    async with guard.session(timeout=HANG_GUARD) as session:
+        with guard.refusals_as_blocked():  # as the HTTP runner and the webhook sender call
+            async with session.get(url, **options) as response:
+                return response.status
 
 
 # The first request
