@@ -1,7 +1,8 @@
 """The HTTP task runner: every HttpInvokerTask call goes through one pooled, guarded session.
 
 One `aiohttp.ClientSession` serves all jobs so connections to a target are reused; the URL
-guard builds it, so each connection and each redirect hop is judged (see `url_guard`). What
+guard builds it, so each connection and each redirect hop is judged (see `url_guard`), and
+what aiohttp itself refuses that the guard refuses too is reported as blocked. What
 a call comes to is always an outcome, never an exception, except cancellation: the engine
 cancels a running attempt on the `replace` policy and at shutdown, and that must get through.
 """
@@ -76,7 +77,8 @@ class HttpTaskRunner:
             return _failure(ErrorCode.UNKNOWN, message, started, type=type(e).__name__)
         try:
             async with asyncio.timeout(request.timeout_ms / 1000):
-                return await self._exchange(call, started)
+                with self.guard.refusals_as_blocked():  # e.g. a redirect to file://
+                    return await self._exchange(call, started)
         except TimeoutError:
             message = f"no complete response from {call.shown} within {request.timeout_ms} ms"
             return _failure(ErrorCode.TIMEOUT, message, started)

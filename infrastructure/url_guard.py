@@ -6,6 +6,11 @@ own admin port, the cloud metadata endpoint or anything else on the internal net
 can resolve elsewhere by the time the call runs (DNS rebinding) and any hop may redirect
 inward. So `UrlGuard.session()` judges the address the connector actually connects to, on
 every hop, and the create-time checks (`check_url`) only give the caller an early refusal.
+
+The session judges in its connector, not in aiohttp trace hooks: with any `TraceConfig`
+present aiohttp builds a trace and its parameters for every signal of every request, which
+cost ~8 % of the engine at 1,500 calls a second. aiohttp asks the connector for a connection
+for the first request and for each redirect hop, so judging there misses no hop.
 """
 
 from __future__ import annotations
@@ -16,18 +21,30 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
-from types import SimpleNamespace
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, cast
 
-from aiohttp import ClientSession, TCPConnector, ThreadedResolver, TraceConfig, hdrs
-from aiohttp import TraceRequestRedirectParams as RedirectParams
-from aiohttp import TraceRequestStartParams as StartParams
+from aiohttp import (
+    ClientSession,
+    InvalidUrlClientError,
+    NonHttpUrlRedirectClientError,
+    RedirectClientError,
+    TCPConnector,
+    ThreadedResolver,
+    TooManyRedirects,
+    hdrs,
+)
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.helpers import is_ip_address  # the connector's own test for "skip the resolver"
 from yarl import URL
 
 from domain.errors import UrlBlocked
 from domain.masking import mask_url
+
+if TYPE_CHECKING:
+    from aiohttp import ClientRequest, ClientTimeout
+    from aiohttp.connector import Connection
+    from aiohttp.tracing import Trace
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -39,7 +56,7 @@ SCHEMES = ("http", "https")
 # fmt: off
 #: How long a create or update waits for the static check's DNS lookup.
 STATIC_LOOKUP_SECONDS = 2.0
-VERDICTS = 4096  # URLs whose verdict a session's guard remembers (then it starts over)
+VERDICTS = 4096  # (scheme, host) pairs whose verdict the guard remembers (then it starts over)
 _UNJUDGED = object()
 _LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="url-guard-lookup")
 
@@ -114,7 +131,8 @@ class UrlGuard:
         self.allow_networks = tuple(_parse_network(n) for n in allow_networks)
         self.allow_hosts = frozenset(_parse_host(h) for h in allow_hosts)
         self._resolver_factory = resolver_factory  # called inside the event loop, per use
-        self._verdicts: dict[URL, UrlBlocked | None] = {}
+        self._verdicts: dict[tuple[str, str | None], str | None] = {}  # the refusal's reason
+        self._refusals = _RefusalsAsBlocked(self)
 
     @classmethod
     def from_setting(
@@ -174,21 +192,28 @@ class UrlGuard:
     def session(self, **client_session_kwargs: Any) -> ClientSession:
         """A ClientSession that judges every connection, first request and redirects alike.
 
-        Names are judged by the connector's resolver on the address it then connects to;
-        IP-literal hosts skip the resolver (aiohttp's `TCPConnector._resolve_host`), so the
-        trace hooks judge those before the request and before each redirect is followed.
-        A proxy would resolve names out of the guard's sight: pass none here nor per request.
+        Its connector judges each hop's URL before it takes or makes a connection (IP-literal
+        hosts skip the resolver: aiohttp's `TCPConnector._resolve_host`), and its resolver
+        judges every address a name resolves to, which is all the connector may connect to.
+        A redirect to another scheme never reaches the connector: aiohttp refuses it itself,
+        and `refusals_as_blocked` reports that as `UrlBlocked`. A proxy would resolve names
+        out of the guard's sight: pass none here nor per request.
         """
         for bypass in ("connector", "proxy", "trust_env"):
             if client_session_kwargs.get(bypass):
                 raise TypeError(f"session(): {bypass} would let calls bypass the URL guard")
-        trace = TraceConfig()
-        trace.on_request_start.append(self._on_request_start)
-        trace.on_request_redirect.append(self._on_request_redirect)
-        others = client_session_kwargs.pop("trace_configs", None) or ()
-        connector = TCPConnector(resolver=_GuardedResolver(self, self._resolver_factory()))
-        kwargs = {**client_session_kwargs, "trace_configs": [trace, *others]}
-        return ClientSession(connector=connector, **kwargs)
+        resolver = _GuardedResolver(self, self._resolver_factory())
+        return ClientSession(connector=_GuardedConnector(self, resolver), **client_session_kwargs)
+
+    def refusals_as_blocked(self) -> _RefusalsAsBlocked:
+        """Around a request on a guarded session: what aiohttp refuses before the guard sees
+        it, but the guard refuses too, is raised as the guard's `UrlBlocked`.
+
+        That is a redirect to another scheme (aiohttp's `NonHttpUrlRedirectClientError`), a
+        redirect beyond `max_redirects` to a target the guard refuses (`TooManyRedirects`),
+        and a first URL without a host (`InvalidUrlClientError`); anything else passes as is.
+        """
+        return self._refusals
 
     def _name_to_resolve(self, url: str | URL) -> tuple[str, str, int] | None:
         """Judge what the URL shows; (shown URL, host, port) when a name is left to resolve."""
@@ -234,37 +259,98 @@ class UrlGuard:
         wildcards = {"*." + ".".join(parents[i:]) for i in range(1, len(parents))}
         return name in self.allow_hosts or not self.allow_hosts.isdisjoint(wildcards)
 
-    async def _on_request_start(
-        self, _session: ClientSession, _ctx: SimpleNamespace, params: StartParams
-    ) -> None:
-        # a job calls the same URL slot after slot: its verdict is remembered (it depends on
-        # the URL and this guard's fixed allow-lists only; names are judged at connection)
-        url = params.url
-        verdict = self._verdicts.get(url, _UNJUDGED)
-        if verdict is _UNJUDGED:
+    def _judge_hop(self, url: URL) -> None:
+        """`check_url_syntax` for the URL a connection is asked for, the verdict remembered.
+
+        A job calls the same URL slot after slot. The verdict depends on the scheme, the host
+        and this guard's fixed allow-lists only (names are judged at resolution), so it is
+        kept per (scheme, host) and only a refusal shows the whole URL.
+        """
+        key = (url.scheme, url.raw_host)
+        reason = self._verdicts.get(key, _UNJUDGED)
+        if reason is _UNJUDGED:
             try:
                 self.check_url_syntax(url)
-                verdict = None
+                reason = None
             except UrlBlocked as e:
-                verdict = e
+                reason = e.reason
             if len(self._verdicts) >= VERDICTS:
                 self._verdicts.clear()
-            self._verdicts[url] = verdict
-        if verdict is not None:
-            raise UrlBlocked(verdict.url, verdict.reason)
+            self._verdicts[key] = reason
+        if reason is not None:
+            raise UrlBlocked(mask_url(str(url)), cast(str, reason))
 
-    async def _on_request_redirect(
-        self, _session: ClientSession, _ctx: SimpleNamespace, params: RedirectParams
-    ) -> None:
-        headers = params.response.headers
-        location = headers.get(hdrs.LOCATION) or headers.get(hdrs.URI)
+    def _judge_location(self, base: URL, location: str | None) -> None:
+        """Judge a redirect's Location by what it shows, as a hop from `base`."""
         try:
             target = URL(location) if location else None
         except ValueError:
             return  # aiohttp refuses a Location that is not a URL itself
         # a Location without a host stays on the current, judged host (aiohttp joins it)
         if target is not None and (target.raw_host or target.scheme not in ("", *SCHEMES)):
-            self.check_url_syntax(params.url.join(target))
+            self.check_url_syntax(base.join(target))
+
+    def _as_blocked(self, error: BaseException) -> UrlBlocked | None:
+        """The guard's refusal of what aiohttp refused before connecting, if the guard refuses."""
+        try:
+            if isinstance(error, NonHttpUrlRedirectClientError):
+                self.check_url_syntax(str(error.args[0]))  # the Location; its own scheme: absolute
+            elif isinstance(error, TooManyRedirects) and error.history:
+                last = error.history[-1]  # its Location is the hop not followed
+                headers = last.headers
+                self._judge_location(last.url, headers.get(hdrs.LOCATION) or headers.get(hdrs.URI))
+            elif (
+                isinstance(error, InvalidUrlClientError)
+                and not isinstance(error, RedirectClientError)
+                and error.__cause__ is None  # parsed, but aiohttp found no host in it
+            ):
+                self.check_url_syntax(error.url)
+        except UrlBlocked as blocked:
+            return blocked
+        return None
+
+
+class _GuardedConnector(TCPConnector):
+    """A TCPConnector that judges the URL of each hop before it takes or makes a connection.
+
+    aiohttp calls `connect` for the first request, for each redirect hop and for a retry, and
+    only then looks for a pooled connection or resolves the host: a refused hop reaches nothing.
+    """
+
+    def __init__(self, guard: UrlGuard, resolver: AbstractResolver) -> None:
+        super().__init__(resolver=resolver)
+        self._url_guard = guard
+
+    async def connect(
+        self, req: ClientRequest, traces: list[Trace], timeout: ClientTimeout
+    ) -> Connection:
+        self._url_guard._judge_hop(req.original_url)  # the URL as sent, fragment and all
+        return await super().connect(req, traces, timeout)
+
+
+class _RefusalsAsBlocked:
+    """The context manager of `UrlGuard.refusals_as_blocked`; one per guard, it keeps no state."""
+
+    __slots__ = ("_guard",)
+
+    def __init__(self, guard: UrlGuard) -> None:
+        self._guard = guard
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(
+            error, (NonHttpUrlRedirectClientError, TooManyRedirects, InvalidUrlClientError)
+        ):
+            blocked = self._guard._as_blocked(error)
+            if blocked is not None:
+                raise blocked from error
 
 
 class _GuardedResolver(AbstractResolver):

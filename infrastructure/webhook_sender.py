@@ -51,11 +51,12 @@ class WebhookSender:
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout):
-                async with self._shared().post(
-                    url, data=body, headers=headers, allow_redirects=False
-                ) as response:
-                    excerpt = await response.content.read(EXCERPT_BYTES)
-                    status = response.status
+                with self.guard.refusals_as_blocked():  # e.g. a URL without a host
+                    async with self._shared().post(
+                        url, data=body, headers=headers, allow_redirects=False
+                    ) as response:
+                        excerpt = await response.content.read(EXCERPT_BYTES)
+                        status = response.status
         except TimeoutError:
             return _failed(started, "TIMEOUT", f"no answer within {self.timeout:g} s")
         except UrlBlocked as e:  # retried too: the operator may allow the target meanwhile

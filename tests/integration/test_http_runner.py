@@ -317,6 +317,29 @@ def test_a_target_the_guard_refuses_fails_with_url_blocked_and_is_never_reached(
     assert server.requests == []
 
 
+def test_a_redirect_to_another_scheme_fails_with_url_blocked_and_is_counted():
+    blocked: list[None] = []
+
+    async def scenario() -> tuple[TaskOutcome, Server]:
+        routes = {
+            "/go": lambda _: web.Response(status=302, headers={"Location": "file:///etc/passwd"})
+        }
+        async with (
+            serving(routes) as server,
+            http_runner(on_blocked=lambda: blocked.append(None)) as runner,
+        ):
+            return await runner.run(task({"url": server.url("/go")})), server
+
+    outcome, server = run(scenario())
+
+    assert outcome.error is not None
+    assert outcome.error["code"] == "URL_BLOCKED"
+    assert outcome.error["message"] == "scheme 'file' is not http or https"
+    assert outcome.error["url"] == "file:///etc/passwd"
+    assert blocked == [None]
+    assert len(server.requests) == 1  # the redirect was answered, nothing followed it
+
+
 def test_a_head_request_succeeds_without_a_body():
     async def scenario() -> tuple[TaskOutcome, Seen]:
         routes = {"/doc": lambda _: web.Response(text="a body HEAD must not read")}
