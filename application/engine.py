@@ -97,6 +97,11 @@ class EngineSettings:
     #: first in the job's order decides, the next (learning from the log that it did) only
     #: steps in when it did not (a dead node), instead of all racing to record every fire
     stagger_seconds: float = 0.2
+    #: the store admits no other engine node (SQLite): a slot reached later than the misfire
+    #: grace (an overloaded node) is a misfire, decided by the job's policy. With other nodes
+    #: possible it is left to the store's verdict: a node that looks dead, its heartbeat
+    #: late under load, may have run it, and a skip record cannot conflict with that fire
+    single_node: bool = False
 
 
 @dataclass(slots=True)
@@ -509,10 +514,9 @@ class Engine:
             due: list[tuple[_Entry, Fire]] = []
             skips: list[Any] = []
             following: dict[tuple[Schedule, datetime], datetime] = {}  # jobs share patterns
-            # alone, a slot reached this late (the node was overloaded) is a misfire: its
-            # policy decides, as at a start, and lateness stays bounded by the grace. With
-            # other nodes, one of them may have run it: it is left to the store's verdict
-            misfire_edge = now - self._grace if len(self._live) == 1 else None
+            # a single node's slot reached this late (it was overloaded) is a misfire: its
+            # policy decides, as at a start, and lateness stays bounded by the grace
+            misfire_edge = now - self._grace if self.settings.single_node else None
             while self._heap and self._heap[0][0] <= now and len(due) < TICK_FIRES:
                 _, _, job_id, token, slot = heapq.heappop(self._heap)
                 entry = self._entries.get(job_id)

@@ -258,6 +258,7 @@ class Core:
                 shutdown_grace_seconds=s.shutdown_grace_seconds,
                 poll_seconds=s.poll_seconds,
                 decide_ahead_seconds=s.decide_ahead_seconds,
+                single_node=s.store.kind == "sqlite",  # several engine nodes need PostgreSQL
             ),
             observer=self.metrics,
         )
