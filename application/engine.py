@@ -182,6 +182,7 @@ class Engine:
         self._queued: dict[UUID, tuple[Execution, Job]] = {}
         self._overlaps: dict[UUID, SkippedSlots] = {}
         self._unrecorded: list[tuple[_Entry, Fire]] = []  # fires the store refused, to retry
+        self._unrecorded_skips: list[Any] = []  # runs of missed slots likewise
         self._owed: list[tuple[_Entry, Fire]] = []  # missed fires found at start, to record
         # fires recorded ahead of their slot are held until the clock reaches it, and only
         # then get their tasks: (slot, seq, the slot's fires), and the fires of each slot
@@ -534,11 +535,13 @@ class Engine:
                 if after is None:
                     after = following[key] = entry.schedule.next_after(slot)
                 self._schedule(entry, after)
+            skips, self._unrecorded_skips = self._unrecorded_skips + skips, []
             if skips:
                 try:
                     await self._record_skips(skips)
-                except Exception:  # the store is away: undecided, they are decided at a start
+                except Exception:  # the store is away: tried again at the next tick
                     log.exception("could not record %d run(s) of missed slots", len(skips))
+                    self._unrecorded_skips = skips
             # fires the store refused earlier, for jobs still as they were
             retrying = [(e, f) for e, f in self._unrecorded if self._entries.get(e.job.id) is e]
             self._unrecorded = []
